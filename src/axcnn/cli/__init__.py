@@ -1,0 +1,1 @@
+"""The ``axcnn`` command line: one module per subcommand; handlers only parse, call, report."""

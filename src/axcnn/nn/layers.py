@@ -1,0 +1,187 @@
+"""``ApproxConv2d`` and ``ApproxLinear``: a quantized/approximate layer *is* its torch layer.
+
+Both keep their parent's parameters and state_dict keys (plus the activation observer's
+buffers), so exact checkpoints load into them and they convert back and forth in place.
+``mode`` selects the forward:
+
+- ``Mode.EXACT``: the plain float layer;
+- ``Mode.QUANTIZED``: integer codes with exact products (the 8-bit reference);
+- ``Mode.APPROXIMATE``: products through the layer's LUT.
+
+The LUT is validated and turned into device buffers once, in :meth:`set_lut`; ``forward``
+does no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..lut import DEFAULT_WINDOW, MultiplierLUT, gradient_tables
+from ..ops import Backend, GradRule, LUTTensors, approx_conv2d, approx_linear, check_lut_matches
+from ..quant import ActivationObserver, QuantSpec, weight_qparams
+
+
+class Mode(enum.Enum):
+    EXACT = "exact"
+    QUANTIZED = "quantized"
+    APPROXIMATE = "approximate"
+
+    @classmethod
+    def parse(cls, value: "Mode | str") -> "Mode":
+        if isinstance(value, Mode):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ConfigError(
+                f"unknown mode '{value}'; expected one of {', '.join(m.value for m in cls)}"
+            ) from None
+
+
+class _ApproxMixin:
+    """State and behaviour shared by the approximate layers."""
+
+    def _init_approx(self) -> None:
+        self.mode = Mode.EXACT
+        self.spec = QuantSpec()
+        self.grad_rule = GradRule.STE
+        self.backend = Backend.AUTO
+        self.window = DEFAULT_WINDOW
+        self.lut: MultiplierLUT | None = None
+        self.layer_name = ""
+        self.recorder = None  # set by axcnn.nn.record_operands while recording
+        self.act_observer = ActivationObserver()
+        self.register_buffer("lut_table", None, persistent=False)
+        self.register_buffer("lut_grad_a", None, persistent=False)
+        self.register_buffer("lut_grad_w", None, persistent=False)
+
+    def configure(self, mode: Mode | str = Mode.QUANTIZED, spec: QuantSpec | None = None,
+                  lut: MultiplierLUT | None = None, grad_rule: GradRule | str = GradRule.STE,
+                  backend: Backend | str = Backend.AUTO, window: int = DEFAULT_WINDOW):
+        """Set mode, operand format, LUT, gradient rule and backend in one validated step."""
+        mode = Mode.parse(mode)
+        self.spec = spec or self.spec
+        self.grad_rule = GradRule.parse(grad_rule)
+        self.backend = Backend.parse(backend)
+        self.window = window
+        if mode is Mode.APPROXIMATE and lut is None and self.lut is None:
+            raise ConfigError(f"layer '{self.layer_name or type(self).__name__}' is set to "
+                              "approximate mode but has no LUT")
+        if lut is not None:
+            self.set_lut(lut)
+        elif self.lut is not None:
+            self.set_lut(self.lut)  # re-check against the new spec, rebuild gradient tables
+        self.mode = mode
+        return self
+
+    def set_lut(self, lut: MultiplierLUT) -> None:
+        check_lut_matches(lut, self.spec, f"layer '{self.layer_name or type(self).__name__}'")
+        device = self.weight.device
+        self.lut = lut
+        self.lut_table = torch.from_numpy(lut.table.copy()).to(device)
+        if self.grad_rule is GradRule.ERROR_AWARE:
+            ga, gw = gradient_tables(lut, self.window)
+            self.lut_grad_a = torch.from_numpy(ga).to(device)
+            self.lut_grad_w = torch.from_numpy(gw).to(device)
+        else:
+            self.lut_grad_a = self.lut_grad_w = None
+
+    def _lut_tensors(self) -> LUTTensors | None:
+        if self.mode is not Mode.APPROXIMATE:
+            return None
+        return LUTTensors(self.lut_table, self.lut.signed, self.lut.a_bits, self.lut.w_bits,
+                          self.lut_grad_a, self.lut_grad_w)
+
+    def _qparams(self, x: torch.Tensor):
+        self.act_observer(x)
+        a_q = self.act_observer.qparams(self.spec.a_bits, self.spec.signed, self.layer_name)
+        w_q = weight_qparams(self.weight, self.spec.w_bits, self.spec.signed, self.spec.per_channel)
+        return a_q, w_q
+
+    def approx_repr(self) -> str:
+        text = f"mode={self.mode.value}"
+        if self.mode is not Mode.EXACT:
+            text += f", bits={self.spec.label}"
+            if self.spec.per_channel:
+                text += ", per_channel"
+        if self.mode is Mode.APPROXIMATE and self.lut is not None:
+            text += f", lut={self.lut.name}, grad={self.grad_rule.value}"
+        return text
+
+
+class ApproxConv2d(_ApproxMixin, nn.Conv2d):
+    """``nn.Conv2d`` with quantized and approximate modes (see the module docstring)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_approx()
+
+    @classmethod
+    def from_module(cls, conv: nn.Conv2d) -> "ApproxConv2d":
+        if isinstance(conv.padding, str):
+            raise ConfigError(f"conv padding '{conv.padding}' is not supported; use explicit sizes")
+        if conv.padding_mode != "zeros":
+            raise ConfigError(f"padding_mode '{conv.padding_mode}' is not supported; only zeros")
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                  conv.dilation, conv.groups, conv.bias is not None, device="meta")
+        new.weight = conv.weight
+        new.bias = conv.bias
+        new.act_observer.to(conv.weight.device)
+        new.train(conv.training)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode is Mode.EXACT:
+            return super().forward(x)
+        a_q, w_q = self._qparams(x)
+        if self.recorder is not None:
+            self.recorder.observe(self, x, a_q, w_q)
+        return approx_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                             self.groups, a_qparams=a_q, w_qparams=w_q, spec=self.spec,
+                             lut=self._lut_tensors(), grad_rule=self.grad_rule,
+                             backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", " + self.approx_repr()
+
+
+class ApproxLinear(_ApproxMixin, nn.Linear):
+    """``nn.Linear`` with quantized and approximate modes (see the module docstring)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_approx()
+
+    @classmethod
+    def from_module(cls, lin: nn.Linear) -> "ApproxLinear":
+        new = cls(lin.in_features, lin.out_features, lin.bias is not None, device="meta")
+        new.weight = lin.weight
+        new.bias = lin.bias
+        new.act_observer.to(lin.weight.device)
+        new.train(lin.training)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode is Mode.EXACT:
+            return super().forward(x)
+        a_q, w_q = self._qparams(x)
+        if self.recorder is not None:
+            self.recorder.observe(self, x, a_q, w_q)
+        return approx_linear(x, self.weight, self.bias, a_qparams=a_q, w_qparams=w_q,
+                             spec=self.spec, lut=self._lut_tensors(), grad_rule=self.grad_rule,
+                             backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", " + self.approx_repr()
+
+
+APPROX_LAYERS = (ApproxConv2d, ApproxLinear)
+
+
+def approx_layers(model: nn.Module):
+    """(name, layer) of every approximate layer of ``model``, in registration order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, APPROX_LAYERS)]

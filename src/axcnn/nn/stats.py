@@ -1,0 +1,137 @@
+"""Operand statistics: exact histograms of (activation code, weight code) pairs.
+
+``record_operands(model)`` is a context manager; while it is open every quantized or
+approximate layer adds, for each output channel o, the count of every (a, w) code pair it
+multiplies (all positions, all taps, padding taps included: they are real multiplications by
+the code of zero) into an int64 tensor of shape (OC, 2^a_bits, 2^w_bits) indexed like the LUT
+(signed codes offset by 2^(b-1)). On exit the histograms are saved once, if a path was given,
+as one ``.npz`` with an array per layer name and a ``__meta__`` JSON entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..ops.problem import ConvGeometry, IntConvProblem
+from ..ops.torch_backend import CHUNK_ELEMS, unfold_codes, weight_codes
+from ..quant import quantize
+
+
+def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry,
+                      a_bits: int, w_bits: int, signed: bool, n_a: float) -> torch.Tensor:
+    """int64 (OC, 2^a, 2^w) counts of the code pairs a quantized conv multiplies."""
+    p = IntConvProblem(qa, qw, n_a, torch.zeros(qw.shape[0], device=qw.device), geometry)
+    a_off = (1 << (a_bits - 1)) if signed else 0
+    w_off = (1 << (w_bits - 1)) if signed else 0
+    a = (unfold_codes(p) + a_off).to(torch.int64)          # (M, G, K)
+    w = (weight_codes(p) + w_off).to(torch.int64)          # (G, K, Ng)
+    M, G, K = a.shape
+    Ng = w.shape[2]
+    R, Cw = 1 << a_bits, 1 << w_bits
+    dev = a.device
+    tap = torch.arange(G * K, device=dev).view(1, G, K) * R
+    ha = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
+    out = torch.zeros(G * Ng * R * Cw, dtype=torch.int64, device=dev)
+    step = max(1, CHUNK_ELEMS // max(1, G * K * R))
+    for n0 in range(0, Ng, step):
+        n1 = min(Ng, n0 + step)
+        nc = n1 - n0
+        g_idx = torch.arange(G, device=dev).view(G, 1, 1, 1)
+        o_idx = torch.arange(n0, n1, device=dev).view(1, 1, nc, 1)
+        v_idx = torch.arange(R, device=dev).view(1, 1, 1, R)
+        w_sel = w[:, :, n0:n1].unsqueeze(-1)                               # (G, K, nc, 1)
+        flat = (((g_idx * Ng + o_idx) * R + v_idx) * Cw + w_sel)         # (G, K, nc, R)
+        src = ha.unsqueeze(2).expand(G, K, nc, R)
+        out.index_add_(0, flat.reshape(-1), src.reshape(-1))
+    return out.view(G * Ng, R, Cw)
+
+
+class OperandRecorder:
+    """Accumulates per-layer operand histograms; see :func:`record_operands`."""
+
+    def __init__(self) -> None:
+        self.histograms: dict[str, torch.Tensor] = {}
+        self.formats: dict[str, dict] = {}
+
+    @torch.no_grad()
+    def observe(self, layer: nn.Module, x: torch.Tensor, a_q, w_q) -> None:
+        spec = layer.spec
+        if isinstance(layer, nn.Conv2d):
+            xx, ww = x, layer.weight
+            geom = ConvGeometry(tuple(layer.stride), tuple(layer.padding), tuple(layer.dilation),
+                                layer.groups)
+        else:
+            xx = x.reshape(-1, x.shape[-1], 1, 1)
+            ww = layer.weight.reshape(layer.weight.shape[0], -1, 1, 1)
+            geom = ConvGeometry()
+        qa = quantize(xx.detach(), a_q[0], a_q[1], spec.a_bits, spec.signed)
+        qw = quantize(ww.detach(), w_q[0], w_q[1], spec.w_bits, spec.signed, channel_dim=0)
+        hist = operand_histogram(qa, qw, geom, spec.a_bits, spec.w_bits, spec.signed,
+                                 float(a_q[1]))
+        name = layer.layer_name
+        if name in self.histograms:
+            if self.histograms[name].shape != hist.shape:
+                raise ValueError(f"layer '{name}' changed bit widths while recording")
+            self.histograms[name] += hist
+        else:
+            self.histograms[name] = hist
+            self.formats[name] = {"a_bits": spec.a_bits, "w_bits": spec.w_bits,
+                                  "signed": spec.signed, "type": type(layer).__name__}
+
+    def total(self) -> np.ndarray:
+        """The sum over layers and channels (requires one operand format)."""
+        arrays = [h.sum(dim=0).cpu().numpy() for h in self.histograms.values()]
+        shapes = {a.shape for a in arrays}
+        if len(shapes) != 1:
+            raise ValueError(f"layers have different operand formats {shapes}")
+        return np.sum(arrays, axis=0)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"format": "axcnn-operand-stats/1", "layers": self.formats}
+        arrays = {name: h.cpu().numpy() for name, h in self.histograms.items()}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez_compressed(tmp, __meta__=np.array(json.dumps(meta)), **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+
+def load_operand_stats(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """(histograms per layer, metadata) from a file written by :class:`OperandRecorder`."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
+        return {k: z[k] for k in z.files if k != "__meta__"}, meta
+
+
+@contextlib.contextmanager
+def record_operands(model: nn.Module, path: str | os.PathLike | None = None) -> Iterator[OperandRecorder]:
+    """Record operand histograms of every quantized/approximate layer inside the block."""
+    from .layers import approx_layers
+
+    rec = OperandRecorder()
+    layers = approx_layers(model)
+    for name, layer in layers:
+        layer.layer_name = name
+        layer.recorder = rec
+    try:
+        yield rec
+    finally:
+        for _, layer in layers:
+            layer.recorder = None
+    if path is not None:
+        rec.save(path)

@@ -1,0 +1,99 @@
+"""Backend enum and the one registry/dispatcher of compute backends.
+
+A backend implements the integer kernels of :mod:`axcnn.ops.problem`:
+
+- ``lut_gemm(a_idx, w_idx, table)``: grouped LUT GEMM, a_idx (M, G, K) and w_idx (G, K, N)
+  int64 table indices, returns int64 (M, G, N) with out = sum_k table[a_idx, w_idx]
+- ``conv2d_acc(problem)``: int64 accumulators (B, OC, OH, OW) of a quantized conv
+- ``error_aware_grads(problem, grad_y, s_a, s_w, grad_a, grad_w, need_x, need_w)``: the
+  gather-GEMM gradients of the error-aware rule (see :mod:`axcnn.ops.functional`)
+
+``Backend.AUTO`` picks the fastest registered backend that supports the device; a backend
+asked for explicitly that cannot run raises ``BackendUnavailable``, never a silent fallback.
+GPU backends register themselves here (``register_backend``) when their module is imported.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+from typing import Callable
+
+import torch
+
+from ..errors import BackendUnavailable, ConfigError
+
+
+class Backend(enum.Enum):
+    AUTO = "auto"
+    REFERENCE = "reference"
+    TORCH = "torch"
+    TRITON = "triton"
+    DECOMPOSED = "decomposed"
+
+    @classmethod
+    def parse(cls, value: "Backend | str") -> "Backend":
+        if isinstance(value, Backend):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ConfigError(
+                f"unknown backend '{value}'; expected one of {', '.join(b.value for b in cls)}"
+            ) from None
+
+
+#: backend -> module that registers it on import (optional backends are imported lazily)
+_MODULES = {
+    Backend.REFERENCE: "axcnn.ops.reference",
+    Backend.TORCH: "axcnn.ops.torch_backend",
+    Backend.TRITON: "axcnn.ops.triton_backend",
+    Backend.DECOMPOSED: "axcnn.ops.decomposed",
+}
+#: order in which AUTO tries backends
+_AUTO_ORDER = (Backend.TRITON, Backend.TORCH)
+
+_REGISTRY: dict[Backend, object] = {}
+
+
+def register_backend(kind: Backend) -> Callable[[type], type]:
+    """Class decorator: register one instance of the class as backend ``kind``."""
+
+    def wrap(cls: type) -> type:
+        _REGISTRY[kind] = cls()
+        return cls
+
+    return wrap
+
+
+def _load(kind: Backend):
+    if kind not in _REGISTRY:
+        try:
+            importlib.import_module(_MODULES[kind])
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"backend '{kind.value}' is not available here: {exc}"
+            ) from None
+        if kind not in _REGISTRY:
+            raise BackendUnavailable(f"backend '{kind.value}' is not implemented in this version")
+    return _REGISTRY[kind]
+
+
+def get_backend(kind: "Backend | str", device: torch.device | str = "cpu"):
+    """The backend object for ``kind`` on ``device`` (AUTO resolves to the fastest)."""
+    kind = Backend.parse(kind)
+    device = torch.device(device)
+    if kind is Backend.AUTO:
+        for cand in _AUTO_ORDER:
+            try:
+                impl = _load(cand)
+            except BackendUnavailable:
+                continue
+            if impl.supports(device) is None:
+                return impl
+        raise BackendUnavailable(f"no backend supports device {device}")
+    impl = _load(kind)
+    reason = impl.supports(device)
+    if reason is not None:
+        raise BackendUnavailable(f"backend '{kind.value}' cannot run on {device}: {reason}")
+    return impl

@@ -1,0 +1,215 @@
+"""The ``torch`` backend: vectorised, chunked, exact; CPU and CUDA tensors.
+
+LUT GEMM strategy. For fixed weights, row v of the per-tap table T_k[v, n] = LUT[v, w[k, n]]
+is what activation code v contributes at tap k, so out[m, :] = sum_k T_k[a[m, k], :] is an
+``embedding_bag`` (sum mode) over a (G*K*R, N) table: R*K*N table entries built once per call,
+then M*K row additions. Sums run in float32, which is exact while every partial sum stays an
+integer below 2^24: the table is shifted to be non-negative and, when K*max would exceed 2^24,
+split into 8-bit digits that are summed separately and recombined in int64. For small M (fewer
+rows than LUT rows) a direct chunked gather is cheaper and is used instead.
+
+Exact products use a float GEMM on zero-point-centred codes (float32 when K*max|a|*max|w| <
+2^24 on the CPU, float64 otherwise and always on CUDA, where TF32 could round).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .backends import Backend, register_backend
+from .problem import IntConvProblem
+
+EXACT_F32 = 1 << 24
+#: elements per temporary chunk (bounds peak memory at a few hundred MB)
+CHUNK_ELEMS = 1 << 25
+
+
+def _digits(tp: torch.Tensor, K: int) -> list[tuple[torch.Tensor, int]]:
+    """Split a non-negative int64 table into float32 digit tables whose K-term sums are exact."""
+    maxv = int(tp.max()) if tp.numel() else 0
+    if K * maxv < EXACT_F32:
+        return [(tp.float(), 1)]
+    base_bits = max(1, (EXACT_F32 // max(K, 1)).bit_length() - 1)
+    digits, shift = [], 0
+    while (maxv >> shift) > 0:
+        digits.append((((tp >> shift) & ((1 << base_bits) - 1)).float(), 1 << shift))
+        shift += base_bits
+    return digits
+
+
+def lut_gemm(a_idx: torch.Tensor, w_idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """out[m, g, n] = sum_k table[a_idx[m, g, k], w_idx[g, k, n]] exactly (int64)."""
+    M, G, K = a_idx.shape
+    R = table.shape[0]
+    if M * 4 < R:
+        return _gather_gemm(a_idx, w_idx, table)
+    taps = torch.arange(G * K, device=a_idx.device).view(1, G, K) * R
+    return _bag_gemm((a_idx + taps).reshape(M * G, K), w_idx, table, M)
+
+
+def _gather_gemm(a_idx: torch.Tensor, w_idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Few rows: gather every product directly, in chunks."""
+    M, G, K = a_idx.shape
+    N = w_idx.shape[2]
+    C = table.shape[1]
+    flat = table.to(torch.int64).reshape(-1)
+    out = torch.empty((M, G, N), dtype=torch.int64, device=a_idx.device)
+    step = max(1, CHUNK_ELEMS // max(1, G * K * N))
+    for m0 in range(0, M, step):
+        idx = a_idx[m0:m0 + step, :, :, None] * C + w_idx[None]
+        out[m0:m0 + step] = flat[idx].sum(dim=2)
+    return out
+
+
+def _bag_gemm(bag_in: torch.Tensor, w_idx: torch.Tensor, table: torch.Tensor, M: int) -> torch.Tensor:
+    """``bag_in`` (M*G, K) holds (g*K + k)*R + a: one embedding_bag row per output row and group."""
+    G, K, N = w_idx.shape
+    R = table.shape[0]
+    t = table.to(torch.int64)
+    tmin = int(t.min())
+    tp = t - tmin
+    out = torch.empty((M, G, N), dtype=torch.int64, device=bag_in.device)
+    if M == 0 or K == 0 or N == 0:
+        return out.zero_()
+    ncols = max(1, min(N, CHUNK_ELEMS // (G * K * R)))
+    for n0 in range(0, N, ncols):
+        tab = tp[:, w_idx[:, :, n0:n0 + ncols]].permute(1, 2, 0, 3).reshape(G * K * R, -1)
+        acc = None
+        for digit, mult in _digits(tab, K):
+            part = F.embedding_bag(bag_in, digit, mode="sum").to(torch.int64)
+            acc = part * mult if acc is None else acc.add_(part * mult)
+        out[:, :, n0:n0 + ncols] = acc.view(M, G, -1)
+    return out.add_(K * tmin)
+
+
+def exact_gemm(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Exact integer batched GEMM of integer-valued float tensors: (G, M, K) @ (G, K, N)."""
+    K = a.shape[-1]
+    bound = K * float(a.abs().max() if a.numel() else 0) * float(w.abs().max() if w.numel() else 0)
+    dtype = torch.float32 if (a.device.type == "cpu" and bound < EXACT_F32) else torch.float64
+    return torch.matmul(a.to(dtype), w.to(dtype)).round().to(torch.int64)
+
+
+def unfold_codes(p: IntConvProblem) -> torch.Tensor:
+    """Activation codes per output position and tap, (M=B*L, G, K); padding holds -n_a."""
+    qw = p.qw
+    kh, kw = qw.shape[2], qw.shape[3]
+    g = p.geometry
+    cols = F.unfold(p.qa + p.n_a, (kh, kw), dilation=g.dilation, padding=g.padding, stride=g.stride)
+    cols = cols - p.n_a
+    B, CK, L = cols.shape
+    G = g.groups
+    return cols.view(B, G, CK // G, L).permute(0, 3, 1, 2).reshape(B * L, G, CK // G)
+
+
+def weight_codes(p: IntConvProblem) -> torch.Tensor:
+    """Weight codes as (G, K, N/G)."""
+    OC = p.qw.shape[0]
+    G = p.geometry.groups
+    return p.qw.reshape(G, OC // G, -1).permute(0, 2, 1)
+
+
+def output_layout(acc: torch.Tensor, p: IntConvProblem) -> torch.Tensor:
+    """(M, G, Ng) -> (B, OC, OH, OW)."""
+    B, _, H, W = p.qa.shape
+    kh, kw = p.qw.shape[2], p.qw.shape[3]
+    oh, ow = p.geometry.output_hw(H, W, kh, kw)
+    return acc.reshape(B, oh, ow, -1).permute(0, 3, 1, 2).contiguous()
+
+
+class TorchBackend:
+    kind = Backend.TORCH
+
+    def supports(self, device: torch.device) -> str | None:
+        return None
+
+    def lut_gemm(self, a_idx, w_idx, table):
+        return lut_gemm(a_idx, w_idx, table)
+
+    def conv2d_acc(self, p: IntConvProblem) -> torch.Tensor:
+        a = unfold_codes(p)                                   # (M, G, K)
+        w = weight_codes(p)                                   # (G, K, Ng)
+        M, G, K = a.shape
+        n_w = p.n_w.reshape(G, -1).to(a.device)               # (G, Ng)
+        if p.table is None:
+            acc = exact_gemm((a + p.n_a).permute(1, 0, 2), w + n_w[:, None, :])  # (G, M, Ng)
+            return output_layout(acc.permute(1, 0, 2), p)
+        w_idx = (w + p.w_offset).to(torch.int64)
+        acc = self._conv_lut_gemm(a, w_idx, p)
+        # exact zero-point cross terms
+        n_w_i = n_w.round().to(torch.int64)
+        n_a_i = int(round(p.n_a))
+        sum_a = a.sum(dim=2).round().to(torch.int64)          # (M, G)
+        sum_w = w.sum(dim=1).round().to(torch.int64)          # (G, Ng)
+        acc += sum_a[:, :, None] * n_w_i[None] + n_a_i * sum_w[None] + K * n_a_i * n_w_i[None]
+        return output_layout(acc, p)
+
+    def _conv_lut_gemm(self, a: torch.Tensor, w_idx: torch.Tensor, p: IntConvProblem):
+        """LUT GEMM of float activation codes (M, G, K); indices built in one pass."""
+        M, G, K = a.shape
+        R = p.table.shape[0]
+        if M * 4 < R:
+            return _gather_gemm((a + p.a_offset).to(torch.int64), w_idx, p.table)
+        taps = torch.arange(G * K, device=a.device, dtype=a.dtype).view(1, G, K) * R + p.a_offset
+        return _bag_gemm((a + taps).reshape(M * G, K).to(torch.int64), w_idx, p.table, M)
+
+    def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, grad_a, grad_w,
+                          need_x: bool, need_w: bool):
+        """Gradients of the error-aware rule; see :func:`axcnn.ops.functional.approx_conv2d`."""
+        a = unfold_codes(p)
+        w = weight_codes(p)
+        M, G, K = a.shape
+        Ng = w.shape[2]
+        R = p.table.shape[0]
+        a_idx = (a + p.a_offset).to(torch.int64)
+        w_idx = (w + p.w_offset).to(torch.int64)
+        gy = grad_y.permute(0, 2, 3, 1).reshape(M, G, Ng).float()        # (M, G, Ng)
+        s_w_g = s_w.reshape(G, Ng).float() if s_w.ndim else s_w.float().expand(G, Ng)
+        n_w = p.n_w.reshape(G, Ng).float()
+        flat = a_idx + (torch.arange(G * K, device=a.device).view(1, G, K) * R)  # (M, G, K)
+        gx = gw = None
+        if need_x:
+            gs = gy * s_w_g[None]                                          # (M, G, Ng)
+            gpatch = torch.zeros((M, G, K), dtype=torch.float32, device=a.device)
+            ncols = max(1, min(Ng, CHUNK_ELEMS // (G * K * R)))
+            for n0 in range(0, Ng, ncols):
+                n1 = min(Ng, n0 + ncols)
+                tab = grad_a[:, w_idx[:, :, n0:n1]].permute(1, 2, 0, 3).reshape(G * K * R, -1)
+                step = max(1, CHUNK_ELEMS // (G * K * (n1 - n0)))
+                for m0 in range(0, M, step):
+                    rows = tab[flat[m0:m0 + step]]                         # (m, G, K, nc)
+                    gpatch[m0:m0 + step] += torch.einsum("mgkn,mgn->mgk", rows, gs[m0:m0 + step, :, n0:n1])
+            gpatch += (gs * n_w[None]).sum(dim=2, keepdim=True)
+            gx = self._fold(gpatch, p)
+        if need_w:
+            gwt = torch.zeros((G, K, Ng), dtype=torch.float32, device=a.device)
+            ncols = max(1, min(Ng, CHUNK_ELEMS // (G * K * R)))
+            for n0 in range(0, Ng, ncols):
+                n1 = min(Ng, n0 + ncols)
+                H = torch.zeros((G * K * R, n1 - n0), dtype=torch.float32, device=a.device)
+                step = max(1, CHUNK_ELEMS // (G * K * (n1 - n0)))
+                for m0 in range(0, M, step):
+                    src = gy[m0:m0 + step, :, None, n0:n1].expand(-1, G, K, n1 - n0)
+                    H.index_add_(0, flat[m0:m0 + step].reshape(-1), src.reshape(-1, n1 - n0))
+                H = H.view(G, K, R, n1 - n0)
+                gtab = grad_w[:, w_idx[:, :, n0:n1]].permute(1, 2, 0, 3)   # (G, K, R, nc)
+                gwt[:, :, n0:n1] = (gtab * H).sum(dim=2)
+            gwt += p.n_a * gy.sum(dim=0)[:, None, :]
+            gwt *= s_a
+            OC, Cg, kh, kw = p.qw.shape
+            gw = gwt.permute(0, 2, 1).reshape(OC, Cg, kh, kw)
+        return gx, gw
+
+    @staticmethod
+    def _fold(gpatch: torch.Tensor, p: IntConvProblem) -> torch.Tensor:
+        B, C, H, W = p.qa.shape
+        kh, kw = p.qw.shape[2], p.qw.shape[3]
+        g = p.geometry
+        oh, ow = g.output_hw(H, W, kh, kw)
+        M, G, K = gpatch.shape
+        cols = gpatch.reshape(B, oh * ow, G * K).permute(0, 2, 1)
+        return F.fold(cols, (H, W), (kh, kw), dilation=g.dilation, padding=g.padding, stride=g.stride)
+
+
+register_backend(Backend.TORCH)(TorchBackend)

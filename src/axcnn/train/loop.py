@@ -1,0 +1,76 @@
+"""Training and evaluation loops over whole-tensor datasets, with progress bars."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..config import OptimConfig
+from ..data import ImageDataset
+
+
+def make_optimizer(model: nn.Module, cfg: OptimConfig):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.schedule == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    elif cfg.schedule == "multistep":
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageDataset, batch_size: int = 500, *,
+             progress: bool = False, desc: str = "test") -> dict[str, float]:
+    """Top-1 accuracy (%) and mean loss on the test split; the model is left in eval mode."""
+    model.eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    n = len(data.test_labels)
+    bar = tqdm(total=n, desc=desc, unit="img", leave=False, disable=not progress)
+    for x, y in data.test_batches(batch_size):
+        logits = model(x)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == y).sum())
+        total += len(y)
+        bar.update(len(y))
+    bar.close()
+    return {"accuracy": 100.0 * correct / max(total, 1), "loss": loss_sum / max(total, 1)}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: ImageDataset, batch_size: int = 500) -> torch.Tensor:
+    """Predicted labels of the test split."""
+    model.eval()
+    return torch.cat([model(x).argmax(dim=1) for x, _ in data.test_batches(batch_size)])
+
+
+def train_epoch(model: nn.Module, data: ImageDataset, optimizer, batch_size: int,
+                generator: torch.Generator, *, progress: bool = False, desc: str = "train") -> dict[str, float]:
+    model.train()
+    n = len(data.train_labels)
+    correct, total, loss_sum = 0, 0, 0.0
+    t0 = time.perf_counter()
+    bar = tqdm(total=n, desc=desc, unit="img", leave=False, disable=not progress)
+    for x, y in data.train_batches(batch_size, generator=generator):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((logits.argmax(dim=1) == y).sum())
+        total += len(y)
+        bar.update(len(y))
+        bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{100.0 * correct / total:.1f}")
+    bar.close()
+    return {"train_loss": loss_sum / max(total, 1), "train_accuracy": 100.0 * correct / max(total, 1),
+            "train_seconds": time.perf_counter() - t0}
