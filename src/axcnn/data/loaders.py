@@ -166,11 +166,10 @@ def _how_to_get(key: str, root: Path) -> list[str]:
 
 
 def _missing(key: str, dirs: list[Path], required: tuple[str, ...], finder, root: Path, what: str) -> DataError:
-    looked = "\n".join(f"  - {_describe(d, required, finder)}" for d in dirs)
-    tips = "\n".join(f"  - {t}" for t in _how_to_get(key, root))
+    looked = "; ".join(_describe(d, required, finder) for d in dirs)
+    tips = "; or ".join(_how_to_get(key, root))
     return DataError(
-        f"{_TITLES[key]} not found: expected {what} in one of these places:\n{looked}\n"
-        f"To get it:\n{tips}"
+        f"{_TITLES[key]} not found: expected {what} in one of: {looked}. To get it: {tips}"
     )
 
 
