@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 
 import numpy as np
 import pytest
@@ -14,6 +15,12 @@ from axcnn.lut import builtin, load_lut
 pytestmark = pytest.mark.eda
 
 
+def _missing(reason):
+    if os.environ.get("AXCNN_REQUIRE_EDA", "").strip() not in ("", "0"):
+        pytest.fail(f"AXCNN_REQUIRE_EDA is set but {reason}")
+    pytest.skip(reason)
+
+
 def _need(*tools):
     from axcnn.errors import ToolNotFound
     from axcnn.toolchain import find_tool
@@ -22,7 +29,7 @@ def _need(*tools):
         try:
             find_tool(t)
         except ToolNotFound as exc:
-            pytest.skip(f"needs {t}: {exc}")
+            _missing(f"needs {t}: {exc}")
 
 
 def _need_liberty():
@@ -32,7 +39,7 @@ def _need_liberty():
     try:
         default_liberty()
     except ToolNotFound as exc:
-        pytest.skip(f"the default liberty is not installed ({exc})")
+        _missing(f"the default liberty is not installed ({exc})")
 
 
 @pytest.fixture(autouse=True)
@@ -105,6 +112,18 @@ def test_report_json(capsys, tmp_path):
     assert (tmp_path / "w" / "report.json").is_file()
     code, out, err = run(capsys, "circuit", "report", "d.v", "--workdir", "w2", "--vectors", "500")
     assert code == 0 and "area" in out and "vectorless OpenSTA" in out
+
+
+def test_report_json_through_the_real_entry_point(cli, tmp_path):
+    """In a separate process, stdout must hold only the JSON (logs go to stderr)."""
+    _need("yosys", "sta")
+    _need_liberty()
+    cli("circuit", "generate", "trunc3@4s", "-o", "t.v", cwd=tmp_path, check=0)
+    proc = cli("circuit", "report", "t.v", "--json", "--vectors", "1000", cwd=tmp_path, check=0)
+    r = json.loads(proc.stdout)
+    assert r["signed"] is True and r["lut"]["name"] == "t"
+    proc = cli("circuit", "simulate", "t.v", "--out", "t.npy", cwd=tmp_path, check=0)
+    assert np.array_equal(np.load(tmp_path / "t.npy"), builtin("trunc3@4s").table)
 
 
 def test_report_folder_with_a_bad_file_and_histogram(capsys, tmp_path):
