@@ -46,13 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser = add_parser
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"axcnn.cli.{name}")
-        except ModuleNotFoundError as exc:  # a subcommand whose module is not there yet
-            if exc.name == f"axcnn.cli.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"axcnn.cli.{name}").add_parser(sub)
     return parser
 
 
