@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import AxcnnError, exit_code
 
 #: subcommand modules, in the order ``axcnn --help`` lists them
-COMMAND_MODULES = ("lut", "train", "demo", "circuit")
+COMMAND_MODULES = ("lut", "train", "demo", "campaign", "circuit")
 
 log = logging.getLogger("axcnn")
 
@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"axcnn: error: {exc}", file=sys.stderr)
         return exit_code(exc)
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("axcnn: interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
         return 130

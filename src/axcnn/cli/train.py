@@ -60,6 +60,9 @@ def add_parser(sub) -> None:
     p.add_argument("--window", type=int, default=None, help="error-aware gradient window (default 2)")
     p.add_argument("--calib-batches", type=int, default=None)
     p.add_argument("--force", action="store_true", help="restart runs that exist")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="start no epoch that would end after this many minutes; rerun to continue "
+                        "(exit code 75 while unfinished)")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser("evaluate", help="accuracy of a saved stage checkpoint (changes nothing)")
@@ -132,13 +135,17 @@ def build_configs(args):
 
 
 def _env(args):
+    import time
+
     from ..ops import Backend
     from ..train import RunEnv
     from ..train.pipeline import resolve_device
 
+    budget = getattr(args, "time_budget", None)
     return RunEnv(runs_dir=args.runs_dir, data_dir=args.data_dir, device=resolve_device(args.device),
                   backend=Backend.parse(args.backend), progress=not args.no_progress,
-                  force=args.force, download=args.download)
+                  force=args.force, download=args.download,
+                  deadline=None if budget is None else time.monotonic() + 60.0 * budget)
 
 
 def run_train(args) -> int:
@@ -152,8 +159,14 @@ def run_train(args) -> int:
         if cfg.lut:
             from ..train import load_run_lut
             load_run_lut(cfg)  # validate every LUT before the first long run
+    from ..train.pipeline import EXIT_INCOMPLETE
+
     for cfg in configs:
         result = run_stage(cfg, env, data)
+        if result.get("incomplete"):
+            print(f"stopped by --time-budget in {result['run_dir']} after epoch {result['epochs']}; "
+                  "rerun the same command to continue")
+            return EXIT_INCOMPLETE
         print(f"Test Accuracy: {result['accuracy']:.2f}%  ({result['run_dir']})")
         if cfg.stage is Stage.APPROXIMATE:
             print(f"FINAL_ACCURACY:{result['accuracy']}", flush=True)

@@ -9,6 +9,8 @@ Formats (chosen by file extension):
 - ``.bin``: TFApprox-style, 65,536 little-endian 16-bit words, entry ``(a << 8) | b`` for the
   8-bit operand bit patterns a, b (uint16 products; int16 two's complement when signed).
 - ``builtin:NAME[@8u]``: a built-in functional multiplier (see :mod:`axcnn.lut.families`).
+- ``FILE.npz:KEY``: the array KEY of any ``.npz`` holding several tables (e.g. a library of
+  published multipliers), interpreted like a seed ``.npy`` table (unsigned unless told).
 """
 
 from __future__ import annotations
@@ -68,7 +70,25 @@ def load_lut(source: Any, signed: bool | None = None, *, bits: int | None = None
     return lut
 
 
+def _load_member(path: Path, key: str, signed: bool | None, name: str | None) -> MultiplierLUT:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if key not in z.files:
+                raise LUTError(f"'{path}' has no table '{key}'; it holds: {', '.join(z.files)}")
+            table = z[key]
+    except LUTError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise LUTError(f"'{path}' is not a readable .npz file: {exc}") from None
+    return MultiplierLUT(table, signed=bool(signed), name=name or key,
+                         provenance={"source": "file", "path": str(path), "format": "npz", "key": key})
+
+
 def _load_file(path: Path, signed: bool | None, name: str | None) -> MultiplierLUT:
+    if not path.is_file() and ".npz:" in str(path):
+        file, key = str(path).rsplit(":", 1)
+        if Path(file).is_file():
+            return _load_member(Path(file), key, signed, name)
     if not path.is_file():
         raise LUTError(f"LUT file '{path}' does not exist")
     ext = path.suffix.lower()

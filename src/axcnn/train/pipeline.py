@@ -55,6 +55,11 @@ class RunEnv:
     progress: bool = True
     force: bool = False
     download: bool = False
+    deadline: float | None = None  # time.monotonic() after which no new epoch starts
+
+
+#: exit code of a command stopped by its time budget (rerun it to continue)
+EXIT_INCOMPLETE = 75
 
 
 def resolve_device(device: str) -> str:
@@ -211,6 +216,8 @@ def run_stage(cfg: RunConfig, env: RunEnv, data: ImageDataset | None = None) -> 
         result["cached"] = True
         log.info("%s: already finished (%.2f%%), not redone; --force reruns it", rdir, result["accuracy"])
         return result
+    if env.deadline is not None and time.monotonic() >= env.deadline:
+        return _incomplete(rdir, 0, None)
     torch.manual_seed(cfg.seed)
     data = data if data is not None else load_data(cfg, env)
     model, rows = build_model(cfg, data, env, lut)
@@ -247,13 +254,20 @@ def run_stage(cfg: RunConfig, env: RunEnv, data: ImageDataset | None = None) -> 
     aborted = False
     epoch_times = []
     while epoch < cfg.optim.epochs:
+        if env.deadline is not None:
+            estimate = max(epoch_times) if epoch_times else 0.0
+            if time.monotonic() + estimate >= env.deadline:
+                log.warning("%s: time budget reached after epoch %d of %d; rerun to continue",
+                            label, epoch, cfg.optim.epochs)
+                return _incomplete(rdir, epoch, best)
+        t_epoch = time.perf_counter()
         epoch += 1
         tr = train_epoch(model, data, optimizer, cfg.optim.batch_size, gen, progress=env.progress,
                          desc=f"{cfg.stage.value} epoch {epoch}/{cfg.optim.epochs}")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         ev = evaluate(model, data, progress=env.progress)
-        epoch_times.append(tr["train_seconds"])
+        epoch_times.append(time.perf_counter() - t_epoch)
         _append_metrics(metrics_path, {"epoch": epoch, **tr, "test_accuracy": ev["accuracy"],
                                        "test_loss": ev["loss"], "lr": lr})
         log.info("%s: epoch %d/%d loss %.4f train %.2f%% test %.2f%% (%.1f s)", label, epoch,
@@ -272,12 +286,24 @@ def run_stage(cfg: RunConfig, env: RunEnv, data: ImageDataset | None = None) -> 
               "bits": cfg.bits, "signed": cfg.signed, "retrain": cfg.retrain.value,
               "accuracy": best["accuracy"], "best_epoch": best["epoch"], "epochs": epoch,
               "aborted": aborted, "seconds": time.perf_counter() - t_start,
-              "seconds_per_epoch": (sum(epoch_times) / len(epoch_times)) if epoch_times else None,
+              "seconds_per_epoch": _mean_train_seconds(metrics_path),
               "device": str(data.device), "layers": rows}
     if lut is not None:
         result["lut"] = {**lut.metadata(), "metrics": lut_metrics(lut)}
     _write_json(result_path, result)
     return result
+
+
+def _incomplete(rdir: Path, epoch: int, best: dict | None) -> dict[str, Any]:
+    return {"run_dir": str(rdir), "incomplete": True, "epochs": epoch,
+            "accuracy": best["accuracy"] if best else None}
+
+
+def _mean_train_seconds(metrics_path: Path) -> float | None:
+    """Mean training time per epoch over every epoch of the run (resumed chunks included)."""
+    secs = [json.loads(line).get("train_seconds") for line in metrics_path.read_text().splitlines()]
+    secs = [s for s in secs if s is not None]
+    return sum(secs) / len(secs) if secs else None
 
 
 def _save_last(path, model, optimizer, scheduler, gen, epoch, best, cfg, lut) -> None:
