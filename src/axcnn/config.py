@@ -196,6 +196,12 @@ def resolve_config(model: str, dataset: str, stage: Stage, *, bits: int = 8,
                 values[k] = v
     values.update({k: v for k, v in overrides.items() if v is not None})
     optim_over.update({k: v for k, v in (optim_overrides or {}).items() if v is not None})
+    valid = {f.name for f in dataclasses.fields(RunConfig)} - {"model", "dataset", "optim"}
+    bad = sorted(set(values) - valid)
+    obad = sorted(set(optim_over) - {f.name for f in dataclasses.fields(OptimConfig)})
+    if bad or obad:
+        raise ConfigError(f"unknown configuration key(s) {bad + [f'optim.{k}' for k in obad]}; "
+                          f"valid keys: {sorted(valid)} and optim.{{{', '.join(f.name for f in dataclasses.fields(OptimConfig))}}}")
     bits = int(values.pop("bits", bits))
     retrain = Retrain.parse(values.pop("retrain", retrain))
     stage = Stage.parse(values.pop("stage", stage))

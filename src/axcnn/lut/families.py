@@ -3,7 +3,8 @@
 Each family is an *unsigned core* ``core(a, w, a_bits, w_bits, **params)`` evaluated on whole
 numpy grids of non-negative operands. A signed multiplier of the same family is the
 sign-magnitude wrapper ``sign(a)*sign(w)*core(|a|, |w|)`` (the magnitude of -2^(b-1) still fits
-the b-bit unsigned core), which is also how ``axcnn.hw`` builds the signed circuits.
+the b-bit unsigned core; a core that rounds it up, like DRUM-2, can overflow the signed output
+and is refused), which is also how ``axcnn.hw`` builds the signed circuits.
 
 Names (usable as ``builtin:NAME`` wherever a LUT is accepted, optionally with ``@8u``, ``@4s``
 or ``@8x4u`` to fix bit widths and signedness):
@@ -33,7 +34,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import LUTError
-from .core import MAX_BITS, MIN_BITS, MultiplierLUT, operand_values
+from .core import MAX_BITS, MIN_BITS, MultiplierLUT, operand_values, output_range
 
 
 def _bit(x: np.ndarray, i: int) -> np.ndarray:
@@ -216,6 +217,18 @@ def _check_params(fam: Family, params: dict[str, int], a_bits: int, w_bits: int,
         raise LUTError(f"'{name}': drum k must be in 2..{max(a_bits, w_bits)}, got {params['k']}")
 
 
+def _check_signed_fit(spec: "BuiltinSpec", table: np.ndarray, name: str) -> None:
+    """A signed sign-magnitude multiplier whose core rounds |-2^(b-1)| up can overflow."""
+    lo, hi = output_range(spec.a_bits, spec.w_bits, spec.signed)
+    if spec.signed and (table.min() < lo or table.max() > hi):
+        raise LUTError(
+            f"'{name}' cannot be built signed at {spec.a_bits}x{spec.w_bits} bits: its core rounds the "
+            f"magnitude of the most negative operand up and the product ({int(np.abs(table).max())}) "
+            f"overflows the {spec.a_bits + spec.w_bits}-bit signed output; use a larger parameter "
+            f"(e.g. drum3) or unsigned operands"
+        )
+
+
 def builtin_table(spec: BuiltinSpec) -> np.ndarray:
     """The int64 table of a built-in multiplier in the standard orientation."""
     fam = FAMILIES[spec.family]
@@ -232,8 +245,10 @@ def builtin(name: str, bits: int | None = None, signed: bool | None = None,
             w_bits: int | None = None) -> MultiplierLUT:
     """A built-in multiplier as a ``MultiplierLUT`` (see the module docstring for names)."""
     spec = parse_builtin(name, bits, signed, w_bits)
+    table = builtin_table(spec)
+    _check_signed_fit(spec, table, name)
     return MultiplierLUT(
-        builtin_table(spec),
+        table,
         signed=spec.signed,
         name=spec.name,
         provenance={"source": "builtin", "spec": spec.spec, "family": spec.family,

@@ -6,7 +6,8 @@ is what activation code v contributes at tap k, so out[m, :] = sum_k T_k[a[m, k]
 then M*K row additions. Sums run in float32, which is exact while every partial sum stays an
 integer below 2^24: the table is shifted to be non-negative and, when K*max would exceed 2^24,
 split into 8-bit digits that are summed separately and recombined in int64. For small M (fewer
-rows than LUT rows) a direct chunked gather is cheaper and is used instead.
+rows than ``GATHER_ROWS_PER_LUT_ROW`` times the LUT rows) a direct chunked gather is cheaper
+and is used instead.
 
 Exact products use a float GEMM on zero-point-centred codes (float32 when K*max|a|*max|w| <
 2^24 on the CPU, float64 otherwise and always on CUDA, where TF32 could round).
@@ -23,6 +24,9 @@ from .problem import IntConvProblem
 EXACT_F32 = 1 << 24
 #: elements per temporary chunk (bounds peak memory at a few hundred MB)
 CHUNK_ELEMS = 1 << 25
+#: below this many output rows per LUT row, gathering every product beats building the
+#: (K*R, N) embedding table (measured crossover on a 2-core CPU: M between 2R and 8R)
+GATHER_ROWS_PER_LUT_ROW = 4
 
 
 def _digits(tp: torch.Tensor, K: int) -> list[tuple[torch.Tensor, int]]:
@@ -42,7 +46,7 @@ def lut_gemm(a_idx: torch.Tensor, w_idx: torch.Tensor, table: torch.Tensor) -> t
     """out[m, g, n] = sum_k table[a_idx[m, g, k], w_idx[g, k, n]] exactly (int64)."""
     M, G, K = a_idx.shape
     R = table.shape[0]
-    if M * 4 < R:
+    if M < GATHER_ROWS_PER_LUT_ROW * R:
         return _gather_gemm(a_idx, w_idx, table)
     taps = torch.arange(G * K, device=a_idx.device).view(1, G, K) * R
     return _bag_gemm((a_idx + taps).reshape(M * G, K), w_idx, table, M)
@@ -149,7 +153,7 @@ class TorchBackend:
         """LUT GEMM of float activation codes (M, G, K); indices built in one pass."""
         M, G, K = a.shape
         R = p.table.shape[0]
-        if M * 4 < R:
+        if M < GATHER_ROWS_PER_LUT_ROW * R:
             return _gather_gemm((a + p.a_offset).to(torch.int64), w_idx, p.table)
         taps = torch.arange(G * K, device=a.device, dtype=a.dtype).view(1, G, K) * R + p.a_offset
         return _bag_gemm((a + taps).reshape(M * G, K).to(torch.int64), w_idx, p.table, M)

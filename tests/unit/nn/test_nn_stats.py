@@ -1,0 +1,169 @@
+"""Operand statistics: histograms against a brute-force count, totals, saving and loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from axcnn.lut import builtin, weighted_mae
+from axcnn.nn import ApproxConv2d, ApproxLinear, ConversionPlan, Mode, convert_, load_operand_stats, record_operands
+from axcnn.quant import QuantSpec, calibrate, quantize, weight_qparams
+
+
+def brute_force_histogram(layer: ApproxConv2d, x: torch.Tensor):
+    """Count every multiplication of ``layer`` on ``x`` with plain loops."""
+    spec = layer.spec
+    s_a, n_a = layer.act_observer.qparams(spec.a_bits, spec.signed)
+    s_w, n_w = weight_qparams(layer.weight, spec.w_bits, spec.signed, spec.per_channel)
+    qa = quantize(x, s_a, n_a, spec.a_bits, spec.signed).numpy().astype(np.int64)
+    qw = quantize(layer.weight.detach(), s_w, n_w, spec.w_bits, spec.signed, channel_dim=0)
+    qw = qw.numpy().astype(np.int64)
+    a_off = (1 << (spec.a_bits - 1)) if spec.signed else 0
+    w_off = (1 << (spec.w_bits - 1)) if spec.signed else 0
+    zero_code = -int(n_a.item())
+    B, C, H, W = qa.shape
+    OC, Cg, kh, kw = qw.shape
+    sh, sw = layer.stride
+    ph, pw = layer.padding
+    dh, dw = layer.dilation
+    oh = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    hist = np.zeros((OC, 1 << spec.a_bits, 1 << spec.w_bits), dtype=np.int64)
+    pad_taps = 0
+    per_group = OC // layer.groups
+    for b in range(B):
+        for o in range(OC):
+            g = o // per_group
+            for oy in range(oh):
+                for ox in range(ow):
+                    for ci in range(Cg):
+                        for ky in range(kh):
+                            for kx in range(kw):
+                                y, xx = oy * sh - ph + ky * dh, ox * sw - pw + kx * dw
+                                if 0 <= y < H and 0 <= xx < W:
+                                    a = qa[b, g * Cg + ci, y, xx]
+                                else:
+                                    a = zero_code
+                                    pad_taps += 1
+                                hist[o, a + a_off, qw[o, ci, ky, kx] + w_off] += 1
+    return hist, pad_taps, zero_code + a_off, (B, oh, ow, OC, Cg, kh, kw)
+
+
+CONFIGS = [
+    dict(groups=1, stride=1, padding=1, dilation=1, bits=4, signed=False, per_channel=False),
+    dict(groups=2, stride=1, padding=1, dilation=1, bits=4, signed=True, per_channel=True),
+    dict(groups=4, stride=2, padding=2, dilation=2, bits=3, signed=False, per_channel=True),
+    dict(groups=1, stride=(1, 2), padding=(0, 1), dilation=1, bits=8, signed=False, per_channel=False),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"g{c['groups']}-{c['bits']}{'s' if c['signed'] else 'u'}")
+def test_histogram_equals_brute_force(cfg):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 4, 3, stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
+                     groups=cfg["groups"])
+    layer = ApproxConv2d.from_module(conv)
+    spec = QuantSpec(cfg["bits"], cfg["bits"], cfg["signed"], cfg["per_channel"])
+    layer.configure(Mode.QUANTIZED, spec)
+    x = torch.rand(2, 4, 5, 5) * 2.0 - 0.6   # real zero is an interior code (unsigned)
+    calibrate(layer, [x])
+    layer.eval()
+    model = nn.Sequential(layer)
+    with record_operands(model) as rec:
+        model(x)
+    got = rec.histograms["0"].numpy()
+    expect, pad_taps, zero_idx, dims = brute_force_histogram(layer, x)
+    assert got.dtype == np.int64 and got.shape == expect.shape
+    assert np.array_equal(got, expect)
+    assert got.sum() == np.prod(dims)                 # B*OH*OW*OC*Cg*kh*kw multiplications
+    assert pad_taps > 0
+    assert got[:, zero_idx, :].sum() >= pad_taps  # padding taps counted at the zero code
+    if not cfg["signed"]:
+        assert zero_idx != 0
+    assert layer.recorder is None  # detached after the block
+
+
+def test_recording_accumulates_and_covers_linear(tmp_path):
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 16, 5))
+    convert_(model, ConversionPlan(mode=Mode.APPROXIMATE, lut="builtin:drum3@4u",
+                                   spec=QuantSpec(4, 4), include_linear=True))
+    xs = [torch.randn(2, 2, 4, 4), torch.randn(3, 2, 4, 4)]
+    calibrate(model, xs)
+    model.eval()
+    path = tmp_path / "stats" / "ops.npz"
+    with record_operands(model, path) as rec:
+        for x in xs:
+            model(x)
+    n = 5  # images
+    assert rec.histograms["0"].shape == (3, 16, 16)
+    assert rec.histograms["0"].sum().item() == n * 16 * 3 * 2 * 9
+    assert rec.histograms["3"].shape == (5, 16, 16)
+    assert rec.histograms["3"].sum().item() == n * 5 * 48
+    total = rec.total()
+    assert total.shape == (16, 16) and total.sum() == n * (16 * 3 * 2 * 9 + 5 * 48)
+    # saved once, on exit, and loads back
+    assert path.is_file()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ops.npz"]
+    hists, meta = load_operand_stats(path)
+    assert set(hists) == {"0", "3"}
+    for k, h in hists.items():
+        assert np.array_equal(h, rec.histograms[k].numpy())
+    assert meta["format"] == "axcnn-operand-stats/1"
+    assert meta["layers"]["0"] == {"a_bits": 4, "w_bits": 4, "signed": False, "type": "ApproxConv2d"}
+    assert meta["layers"]["3"]["type"] == "ApproxLinear"
+    # a recorded histogram weighs a LUT of the same format
+    lut = builtin("drum3", bits=4)
+    assert weighted_mae(lut, hists["0"]) >= 0.0
+
+
+def test_linear_leading_dims_histogram():
+    torch.manual_seed(2)
+    lin = ApproxLinear.from_module(nn.Linear(3, 2)).configure(Mode.QUANTIZED, QuantSpec(2, 2))
+    x = torch.randn(2, 4, 3)
+    calibrate(lin, [x])
+    lin.eval()
+    with record_operands(nn.Sequential(lin)) as rec:
+        lin(x)
+    h = rec.histograms["0"].numpy()
+    assert h.shape == (2, 4, 4) and h.sum() == 8 * 2 * 3
+    # brute force
+    s_a, n_a = lin.act_observer.qparams(2, False)
+    s_w, n_w = weight_qparams(lin.weight, 2, False, False)
+    qa = quantize(x, s_a, n_a, 2, False).reshape(-1, 3).long()
+    qw = quantize(lin.weight.detach(), s_w, n_w, 2, False).long()
+    expect = np.zeros((2, 4, 4), dtype=np.int64)
+    for r in range(qa.shape[0]):
+        for o in range(2):
+            for k in range(3):
+                expect[o, qa[r, k], qw[o, k]] += 1
+    assert np.array_equal(h, expect)
+
+
+def test_no_recording_outside_the_block_and_exact_layers_skip():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 1))
+    convert_(model, ConversionPlan(layer_modes={"1": Mode.EXACT}))
+    x = torch.randn(1, 1, 5, 5)
+    calibrate(model, [x])
+    with record_operands(model) as rec:
+        model(x)
+    assert set(rec.histograms) == {"0"}   # the exact layer multiplies floats: nothing recorded
+    before = rec.histograms["0"].clone()
+    model(x)
+    assert torch.equal(rec.histograms["0"], before)
+
+
+def test_total_needs_one_format():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 1))
+    convert_(model, ConversionPlan(spec=QuantSpec(4, 4)))
+    model[1].configure(Mode.QUANTIZED, QuantSpec(8, 8))
+    x = torch.randn(1, 1, 5, 5)
+    calibrate(model, [x])
+    with record_operands(model) as rec:
+        model(x)
+    with pytest.raises(ValueError):
+        rec.total()
