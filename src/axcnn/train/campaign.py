@@ -13,7 +13,7 @@ and the retraining rules::
     reference_power: 0.391            # optional: the exact multiplier's power, for relative power
     luts:
       - builtin:trunc6
-      - {source: ../shared/data/evoapprox8_luts.npz:mul8s_1L2N, signed: true, power: 0.30}
+      - {source: ../shared/data/evoapprox8_luts.npz:mul8s_1L2N, signed: true, relative_power: 0.296}
 
 ``run_campaign`` walks the plan in order (exact, quantized per signedness, then every LUT and
 retraining rule), resuming each run where it stopped, until the plan is done or the time
@@ -42,6 +42,7 @@ class PlanLUT:
     source: str
     signed: bool = False
     power: float | None = None
+    relative_power: float | None = None   # overrides power / reference_power
     label: str | None = None
 
 
@@ -75,7 +76,7 @@ def load_plan(path: str | Path) -> Plan:
             item = {"source": item}
         if not isinstance(item, dict) or "source" not in item:
             raise ConfigError(f"campaign plan '{p}': each LUT is a string or a mapping with 'source'")
-        bad = set(item) - {"source", "signed", "power", "label"}
+        bad = set(item) - {"source", "signed", "power", "relative_power", "label"}
         if bad:
             raise ConfigError(f"campaign plan '{p}': unknown LUT key(s) {sorted(bad)}")
         luts.append(PlanLUT(**item))
@@ -153,7 +154,9 @@ def campaign_table(plan: Plan, env: RunEnv) -> tuple[str, dict[str, Any]]:
         if key not in rows:
             lt = load_run_lut(cfg)
             m = lut_metrics(lt)
-            rel = (lut.power / plan.reference_power) if (lut.power and plan.reference_power) else None
+            rel = lut.relative_power
+            if rel is None and lut.power and plan.reference_power:
+                rel = lut.power / plan.reference_power
             rows[key] = {"multiplier": lut.label or lt.name, "signed": lt.signed, "mae": m["mae"], "wce": m["wce"],
                          "relative_power": rel, "accuracy": {}, "seconds_per_epoch": {}}
         rows[key]["accuracy"][cfg.retrain.value] = res["accuracy"] if res else None
