@@ -9,33 +9,23 @@ directory as ``config.json``.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .choices import Choice
 from .errors import ConfigError
 
 
-class Stage(enum.Enum):
+class Stage(Choice):
     EXACT = "exact"
     QUANTIZED = "quantized"
     APPROXIMATE = "approximate"
     STATS = "stats"
 
-    @classmethod
-    def parse(cls, value: "Stage | str") -> "Stage":
-        if isinstance(value, Stage):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ConfigError(f"unknown stage '{value}'; expected one of "
-                              f"{', '.join(s.value for s in cls)}") from None
 
-
-class Retrain(enum.Enum):
+class Retrain(Choice):
     """Retraining of the approximate stage: none, straight-through or error-aware gradients."""
 
     NONE = "none"
@@ -43,14 +33,8 @@ class Retrain(enum.Enum):
     ERROR_AWARE = "error_aware"
 
     @classmethod
-    def parse(cls, value: "Retrain | str") -> "Retrain":
-        if isinstance(value, Retrain):
-            return value
-        try:
-            return cls(str(value).lower().replace("-", "_"))
-        except ValueError:
-            raise ConfigError(f"unknown retraining '{value}'; expected one of "
-                              f"{', '.join(r.value for r in cls)}") from None
+    def what(cls) -> str:
+        return "retraining"
 
 
 #: the seed's ``--conv_type`` -> (stage, retraining rule); see docs/train.md

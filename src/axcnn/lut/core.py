@@ -34,6 +34,11 @@ def operand_values(bits: int, signed: bool) -> np.ndarray:
     return np.arange(lo, hi + 1, dtype=np.int64)
 
 
+def index_offset(bits: int, signed: bool) -> int:
+    """What to add to an operand code to get its table index (2^(b-1) when signed)."""
+    return (1 << (bits - 1)) if signed else 0
+
+
 def exact_table(a_bits: int, w_bits: int, signed: bool) -> np.ndarray:
     """The exact product table (int64) in the standard orientation."""
     return np.outer(operand_values(a_bits, signed), operand_values(w_bits, signed))
@@ -128,12 +133,12 @@ class MultiplierLUT:
     @property
     def a_offset(self) -> int:
         """What to add to an activation code to get its row index."""
-        return (1 << (self.a_bits - 1)) if self.signed else 0
+        return index_offset(self.a_bits, self.signed)
 
     @property
     def w_offset(self) -> int:
         """What to add to a weight code to get its column index."""
-        return (1 << (self.w_bits - 1)) if self.signed else 0
+        return index_offset(self.w_bits, self.signed)
 
     @property
     def a_range(self) -> tuple[int, int]:

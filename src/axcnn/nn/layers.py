@@ -14,32 +14,21 @@ does no I/O.
 
 from __future__ import annotations
 
-import enum
 
 import torch
 from torch import nn
 
+from ..choices import Choice
 from ..errors import ConfigError
 from ..lut import DEFAULT_WINDOW, MultiplierLUT, gradient_tables
 from ..ops import Backend, GradRule, LUTTensors, approx_conv2d, approx_linear, check_lut_matches
 from ..quant import ActivationObserver, QuantSpec, weight_qparams
 
 
-class Mode(enum.Enum):
+class Mode(Choice):
     EXACT = "exact"
     QUANTIZED = "quantized"
     APPROXIMATE = "approximate"
-
-    @classmethod
-    def parse(cls, value: "Mode | str") -> "Mode":
-        if isinstance(value, Mode):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ConfigError(
-                f"unknown mode '{value}'; expected one of {', '.join(m.value for m in cls)}"
-            ) from None
 
 
 class _ApproxMixin:
@@ -96,11 +85,23 @@ class _ApproxMixin:
         return LUTTensors(self.lut_table, self.lut.signed, self.lut.a_bits, self.lut.w_bits,
                           self.lut_grad_a, self.lut_grad_w)
 
-    def _qparams(self, x: torch.Tensor):
+    def _adopt(self, src: nn.Module):
+        """Take over the parameters and train/eval state of the layer being replaced."""
+        self.weight = src.weight
+        self.bias = src.bias
+        self.act_observer.to(src.weight.device)
+        self.train(src.training)
+        return self
+
+    def _approx_forward(self, op, x: torch.Tensor, *geometry) -> torch.Tensor:
+        """Quantized/approximate forward through ``op`` (approx_conv2d or approx_linear)."""
         self.act_observer(x)
         a_q = self.act_observer.qparams(self.spec.a_bits, self.spec.signed, self.layer_name)
         w_q = weight_qparams(self.weight, self.spec.w_bits, self.spec.signed, self.spec.per_channel)
-        return a_q, w_q
+        if self.recorder is not None:
+            self.recorder.observe(self, x, a_q, w_q)
+        return op(x, self.weight, self.bias, *geometry, a_qparams=a_q, w_qparams=w_q, spec=self.spec,
+                  lut=self._lut_tensors(), grad_rule=self.grad_rule, backend=self.backend)
 
     def approx_repr(self) -> str:
         text = f"mode={self.mode.value}"
@@ -128,22 +129,13 @@ class ApproxConv2d(_ApproxMixin, nn.Conv2d):
             raise ConfigError(f"padding_mode '{conv.padding_mode}' is not supported; only zeros")
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                   conv.dilation, conv.groups, conv.bias is not None, device="meta")
-        new.weight = conv.weight
-        new.bias = conv.bias
-        new.act_observer.to(conv.weight.device)
-        new.train(conv.training)
-        return new
+        return new._adopt(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode is Mode.EXACT:
             return super().forward(x)
-        a_q, w_q = self._qparams(x)
-        if self.recorder is not None:
-            self.recorder.observe(self, x, a_q, w_q)
-        return approx_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                             self.groups, a_qparams=a_q, w_qparams=w_q, spec=self.spec,
-                             lut=self._lut_tensors(), grad_rule=self.grad_rule,
-                             backend=self.backend)
+        return self._approx_forward(approx_conv2d, x, self.stride, self.padding, self.dilation,
+                                    self.groups)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ", " + self.approx_repr()
@@ -159,21 +151,12 @@ class ApproxLinear(_ApproxMixin, nn.Linear):
     @classmethod
     def from_module(cls, lin: nn.Linear) -> "ApproxLinear":
         new = cls(lin.in_features, lin.out_features, lin.bias is not None, device="meta")
-        new.weight = lin.weight
-        new.bias = lin.bias
-        new.act_observer.to(lin.weight.device)
-        new.train(lin.training)
-        return new
+        return new._adopt(lin)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode is Mode.EXACT:
             return super().forward(x)
-        a_q, w_q = self._qparams(x)
-        if self.recorder is not None:
-            self.recorder.observe(self, x, a_q, w_q)
-        return approx_linear(x, self.weight, self.bias, a_qparams=a_q, w_qparams=w_q,
-                             spec=self.spec, lut=self._lut_tensors(), grad_rule=self.grad_rule,
-                             backend=self.backend)
+        return self._approx_forward(approx_linear, x)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ", " + self.approx_repr()

@@ -18,33 +18,26 @@ with ``acc`` using the LUT in place of q_a*q_w (approximate) or the exact produc
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import torch
 from torch.nn.grad import conv2d_input, conv2d_weight
 
+from ..choices import Choice
 from ..errors import ConfigError, LUTError
-from ..lut import DEFAULT_WINDOW, MultiplierLUT, gradient_tables
+from ..lut import DEFAULT_WINDOW, MultiplierLUT, gradient_tables, index_offset
 from ..quant import QuantSpec, quantize
 from .backends import Backend, get_backend
 from .problem import ConvGeometry, IntConvProblem
 
 
-class GradRule(enum.Enum):
+class GradRule(Choice):
     STE = "ste"
     ERROR_AWARE = "error_aware"
 
     @classmethod
-    def parse(cls, value: "GradRule | str") -> "GradRule":
-        if isinstance(value, GradRule):
-            return value
-        try:
-            return cls(str(value).lower().replace("-", "_"))
-        except ValueError:
-            raise ConfigError(
-                f"unknown gradient rule '{value}'; expected one of {', '.join(r.value for r in cls)}"
-            ) from None
+    def what(cls) -> str:
+        return "gradient rule"
 
 
 @dataclass
@@ -60,11 +53,11 @@ class LUTTensors:
 
     @property
     def a_offset(self) -> int:
-        return (1 << (self.a_bits - 1)) if self.signed else 0
+        return index_offset(self.a_bits, self.signed)
 
     @property
     def w_offset(self) -> int:
-        return (1 << (self.w_bits - 1)) if self.signed else 0
+        return index_offset(self.w_bits, self.signed)
 
     @classmethod
     def from_lut(cls, lut: MultiplierLUT, device: torch.device | str = "cpu", *,

@@ -12,7 +12,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..config import Retrain, Stage, resolve_config
 from ..data import load_dataset

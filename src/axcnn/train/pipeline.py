@@ -34,7 +34,7 @@ from ..config import Retrain, RunConfig, Stage, config_diff
 from ..data import ImageDataset, load_dataset
 from ..errors import ConfigError, DataError, LUTError
 from ..lut import MultiplierLUT, load_lut, lut_metrics
-from ..models import create_model, resolve_model_name
+from ..models import create_model
 from ..nn import ConversionPlan, Mode, convert_, record_operands
 from ..ops import Backend, GradRule
 from ..quant import QuantSpec, calibrate
