@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages axcnn needs: `data` (Fashion-MNIST for the demo) or `test`
-# (data + the EDA tools the test-suite runs for real). Idempotent: installs only what is
+# (data + the EDA tools and the headless browser the test-suite runs for real). Idempotent: installs only what is
 # missing; does nothing (with a note) where apt-get or root is unavailable.
 set -euo pipefail
 what=${1:-test}
 pkgs=(dataset-fashion-mnist)
 if [ "$what" = test ]; then
-  pkgs+=(yosys iverilog opensta)
+  pkgs+=(yosys iverilog opensta chromium chromium-driver)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

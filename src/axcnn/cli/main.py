@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import AxcnnError, exit_code
 
 #: subcommand modules, in the order ``axcnn --help`` lists them
-COMMAND_MODULES = ("lut", "train", "demo", "campaign", "circuit")
+COMMAND_MODULES = ("lut", "train", "demo", "campaign", "circuit", "tsne", "heatmap", "serve")
 
 log = logging.getLogger("axcnn")
 

@@ -104,7 +104,7 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _plan(cfg: RunConfig, mode: Mode, lut: MultiplierLUT | None, backend: Backend) -> ConversionPlan:
+def conversion_plan(cfg: RunConfig, mode: Mode, lut: MultiplierLUT | None, backend: Backend) -> ConversionPlan:
     spec = QuantSpec(cfg.bits, cfg.bits, cfg.signed, cfg.per_channel)
     grad = GradRule.ERROR_AWARE if cfg.retrain is Retrain.ERROR_AWARE else GradRule.STE
     first = Mode.parse(cfg.keep_first) if (cfg.keep_first and mode is Mode.APPROXIMATE) else None
@@ -146,13 +146,13 @@ def build_model(cfg: RunConfig, data: ImageDataset, env: RunEnv,
     if cfg.stage is Stage.QUANTIZED:
         state = _prerequisite(cfg, Stage.EXACT, env)["state_dict"]
         model.load_state_dict(state)
-        rows = convert_(model, _plan(cfg, Mode.QUANTIZED, None, env.backend))
+        rows = convert_(model, conversion_plan(cfg, Mode.QUANTIZED, None, env.backend))
         return model, rows
     state = _prerequisite(cfg, Stage.QUANTIZED, env)["state_dict"]
-    convert_(model, _plan(cfg, Mode.QUANTIZED, None, env.backend))
+    convert_(model, conversion_plan(cfg, Mode.QUANTIZED, None, env.backend))
     model.load_state_dict(state)
     if cfg.stage is Stage.APPROXIMATE:
-        rows = convert_(model, _plan(cfg, Mode.APPROXIMATE, lut, env.backend))
+        rows = convert_(model, conversion_plan(cfg, Mode.APPROXIMATE, lut, env.backend))
     return model, rows
 
 
@@ -365,7 +365,7 @@ def evaluate_checkpoint(cfg: RunConfig, env: RunEnv, data: ImageDataset | None =
     model = create_model(cfg.model, num_classes=data.num_classes, in_channels=data.image_shape[0]).to(data.device)
     if cfg.stage is not Stage.EXACT:
         mode = Mode.APPROXIMATE if cfg.stage is Stage.APPROXIMATE else Mode.QUANTIZED
-        convert_(model, _plan(cfg, mode, lut, env.backend))
+        convert_(model, conversion_plan(cfg, mode, lut, env.backend))
     try:
         model.load_state_dict(ck["state_dict"])
     except RuntimeError as exc:
