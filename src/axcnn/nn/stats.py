@@ -26,20 +26,33 @@ from ..ops.torch_backend import CHUNK_ELEMS, unfold_codes, weight_codes
 from ..quant import quantize
 
 
+def _gpu_tap_histogram(qa, qw, geometry, a_bits, a_off, n_a):
+    """Per-tap activation histograms (G, K, R) from the Triton kernel on CUDA (implicit
+    im2col, no unfolded copy), or None where it cannot run (then bincount is used)."""
+    if not qa.is_cuda:
+        return None
+    from ..ops.triton_backend import device_ok, tap_histogram
+
+    if device_ok(qa.device) is not None:
+        return None
+    return tap_histogram(qa, qw.shape, geometry.groups, geometry, a_bits, a_off, n_a)
+
+
 def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry,
                       a_bits: int, w_bits: int, signed: bool, n_a: float) -> torch.Tensor:
     """int64 (OC, 2^a, 2^w) counts of the code pairs a quantized conv multiplies."""
     p = IntConvProblem(qa, qw, n_a, torch.zeros(qw.shape[0], device=qw.device), geometry)
     a_off = (1 << (a_bits - 1)) if signed else 0
     w_off = (1 << (w_bits - 1)) if signed else 0
-    a = (unfold_codes(p) + a_off).to(torch.int64)          # (M, G, K)
     w = (weight_codes(p) + w_off).to(torch.int64)          # (G, K, Ng)
-    M, G, K = a.shape
-    Ng = w.shape[2]
+    G, K, Ng = w.shape
     R, Cw = 1 << a_bits, 1 << w_bits
-    dev = a.device
-    tap = torch.arange(G * K, device=dev).view(1, G, K) * R
-    ha = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
+    dev = w.device
+    ha = _gpu_tap_histogram(qa, qw, geometry, a_bits, a_off, n_a)
+    if ha is None:
+        a = (unfold_codes(p) + a_off).to(torch.int64)      # (M, G, K)
+        tap = torch.arange(G * K, device=dev).view(1, G, K) * R
+        ha = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
     out = torch.zeros(G * Ng * R * Cw, dtype=torch.int64, device=dev)
     step = max(1, CHUNK_ELEMS // max(1, G * K * R))
     for n0 in range(0, Ng, step):

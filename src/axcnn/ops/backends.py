@@ -8,39 +8,29 @@ A backend implements the integer kernels of :mod:`axcnn.ops.problem`:
 - ``error_aware_grads(problem, grad_y, s_a, s_w, grad_a, grad_w, need_x, need_w)``: the
   gather-GEMM gradients of the error-aware rule (see :mod:`axcnn.ops.functional`)
 
-``Backend.AUTO`` picks the fastest registered backend that supports the device; a backend
+``Backend.AUTO`` picks the fastest registered backend that supports the device (on CUDA a
+per-layer dispatcher, :class:`axcnn.ops.decomposed.AutoGPUBackend`); a backend
 asked for explicitly that cannot run raises ``BackendUnavailable``, never a silent fallback.
 GPU backends register themselves here (``register_backend``) when their module is imported.
 """
 
 from __future__ import annotations
 
-import enum
 import importlib
 from typing import Callable
 
 import torch
 
-from ..errors import BackendUnavailable, ConfigError
+from ..choices import Choice
+from ..errors import BackendUnavailable
 
 
-class Backend(enum.Enum):
+class Backend(Choice):
     AUTO = "auto"
     REFERENCE = "reference"
     TORCH = "torch"
     TRITON = "triton"
     DECOMPOSED = "decomposed"
-
-    @classmethod
-    def parse(cls, value: "Backend | str") -> "Backend":
-        if isinstance(value, Backend):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ConfigError(
-                f"unknown backend '{value}'; expected one of {', '.join(b.value for b in cls)}"
-            ) from None
 
 
 #: backend -> module that registers it on import (optional backends are imported lazily)
@@ -79,11 +69,26 @@ def _load(kind: Backend):
     return _REGISTRY[kind]
 
 
+def _gpu_auto(device: torch.device):
+    """On CUDA, AUTO is a per-layer dispatcher over the exact GPU backends (``triton`` LUT
+    kernels, ``decomposed`` tensor-core factorisation) driven by a cost model; None where
+    Triton cannot run (then the order below applies)."""
+    try:
+        from .decomposed import gpu_auto_backend
+    except ImportError:
+        return None
+    return gpu_auto_backend(device)
+
+
 def get_backend(kind: "Backend | str", device: torch.device | str = "cpu"):
     """The backend object for ``kind`` on ``device`` (AUTO resolves to the fastest)."""
     kind = Backend.parse(kind)
     device = torch.device(device)
     if kind is Backend.AUTO:
+        if device.type == "cuda":
+            impl = _gpu_auto(device)
+            if impl is not None:
+                return impl
         for cand in _AUTO_ORDER:
             try:
                 impl = _load(cand)

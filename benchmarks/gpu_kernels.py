@@ -1,0 +1,284 @@
+"""GPU kernel benchmark: T-MAC/s of every backend per layer shape, with cuDNN as the baseline.
+
+Shapes: the distinct conv layers of ResNet-20 / ResNet-56 (same shapes, other counts) and
+VGG-16 for CIFAR at batch 256, and a 4096^3 GEMM. Per shape, in one run on one card:
+
+- ``cudnn_fp32`` / ``cudnn_tf32``: exact float convolution (the baseline; matmul for the GEMM)
+- ``int_mm``: torch._int_mm int8 GEMM (GEMM only)
+- ``torch``: the torch backend's LUT GEMM on CUDA (ResNet shapes only; ``--torch-all``)
+- ``lut``: the triton backend's LUT kernel (per-tap tables, or the direct kernel when the
+  tables would not fit in L2 -- the ``kernel`` column says which)
+- ``direct``: the triton direct-gather kernel forced
+- ``dec:<LUT>``: the decomposed backend for exactly factorisable LUTs (int8 GEMM terms in
+  brackets); ``exact`` is the quantized (exact-product) path of both GPU backends
+
+Every time is a whole backend call (operand preparation included: uint8 NHWC activations,
+per-call weight tables), median of ``--repeat`` timed loops after warm-up, CUDA events.
+Activation and weight codes are uniform random (the worst case for L1 reuse in the LUT
+kernels; real post-ReLU activations are more concentrated). Prints one table and writes
+``benchmarks/results/gpu_kernels.json``.
+
+    PYTHONPATH=src python benchmarks/gpu_kernels.py [--quick] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (name, count in ResNet-20, count in ResNet-56, C, H, OC, k, stride, pad)
+RESNET = [
+    ("stem 3-16@32", 1, 1, 3, 32, 16, 3, 1, 1),
+    ("16-16@32", 6, 18, 16, 32, 16, 3, 1, 1),
+    ("16-32@32 s2", 1, 1, 16, 32, 32, 3, 2, 1),
+    ("16-32 1x1 s2", 1, 1, 16, 32, 32, 1, 2, 0),
+    ("32-32@16", 5, 17, 32, 16, 32, 3, 1, 1),
+    ("32-64@16 s2", 1, 1, 32, 16, 64, 3, 2, 1),
+    ("32-64 1x1 s2", 1, 1, 32, 16, 64, 1, 2, 0),
+    ("64-64@8", 5, 17, 64, 8, 64, 3, 1, 1),
+]
+# (name, count in VGG-16, C, H, OC)
+VGG = [
+    ("vgg 3-64@32", 1, 3, 32, 64), ("vgg 64-64@32", 1, 64, 32, 64),
+    ("vgg 64-128@16", 1, 64, 16, 128), ("vgg 128-128@16", 1, 128, 16, 128),
+    ("vgg 128-256@8", 1, 128, 8, 256), ("vgg 256-256@8", 2, 256, 8, 256),
+    ("vgg 256-512@4", 1, 256, 4, 512), ("vgg 512-512@4", 2, 512, 4, 512),
+    ("vgg 512-512@2", 3, 512, 2, 512),
+]
+DEC_LUTS = ["mul8s_1L12", "mul8s_1L2H", "mul8u_17C8"]   # error ranks 1, 2, 4
+LUT_FOR_KERNEL = "mul8u_2NDH"                          # rank 159: LUT kernels only
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("AXCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def load_luts():
+    from axcnn.lut import MultiplierLUT
+
+    root = shared_data()
+    info = json.loads((root / "evoapprox8_luts.json").read_text())
+    with np.load(root / "evoapprox8_luts.npz") as z:
+        return {n: MultiplierLUT(z[n], signed=bool(info[n]["signed"]), name=n) for n in z.files}
+
+
+def time_call(fn, repeat: int, min_ms: float = 30.0) -> float:
+    """Median seconds per call over ``repeat`` timed loops (each >= min_ms when possible)."""
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    torch.cuda.synchronize()
+    one = max(start.elapsed_time(end), 1e-3)
+    n = max(1, min(200, int(min_ms / one)))
+    times = []
+    for _ in range(repeat):
+        start.record()
+        for _ in range(n):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / n / 1e3)
+    return statistics.median(times)
+
+
+def make_problem(B, C, H, W, OC, k, stride, pad, lut, gen, dev):
+    from axcnn.ops import LUTTensors
+    from axcnn.ops.problem import ConvGeometry, IntConvProblem
+
+    signed = lut.signed
+    lo = -128 if signed else 0
+    qa = torch.randint(lo, lo + 256, (B, C, H, W), generator=gen, device=dev).float()
+    qw = torch.randint(lo, lo + 256, (OC, C, k, k), generator=gen, device=dev).float()
+    n_a = 0.0 if signed else -7.0
+    n_w = torch.zeros(OC, device=dev) if signed else -torch.randint(
+        0, 200, (OC,), generator=gen, device=dev).float()
+    lt = LUTTensors.from_lut(lut, dev)
+    return IntConvProblem(qa, qw, n_a, n_w, ConvGeometry((stride, stride), (pad, pad)),
+                          lt.table, lt.a_offset, lt.w_offset)
+
+
+def conv_rows(args, luts, dev):
+    from axcnn.errors import BackendUnavailable
+    from axcnn.ops import get_backend
+    from axcnn.ops.decomposed import factorisation_for
+    import axcnn.ops.triton_backend as tbm
+
+    tri, dec, tor = (get_backend(k, dev) for k in ("triton", "decomposed", "torch"))
+    gen = torch.Generator(device=dev).manual_seed(0)
+    B = args.batch
+    shapes = [dict(name=n, net="resnet", n20=c20, n56=c56, C=C, H=H, OC=OC, k=k, s=s, p=p)
+              for n, c20, c56, C, H, OC, k, s, p in RESNET]
+    if not args.quick:
+        shapes += [dict(name=n, net="vgg", nvgg=c, C=C, H=H, OC=OC, k=3, s=1, p=1)
+                   for n, c, C, H, OC in VGG]
+    rows = []
+    for sh in shapes:
+        C, H, OC, k, s, p = sh["C"], sh["H"], sh["OC"], sh["k"], sh["s"], sh["p"]
+        oh = (H + 2 * p - k) // s + 1
+        macs = B * oh * oh * OC * C * k * k
+        row = dict(sh, B=B, M=B * oh * oh, K=C * k * k, N=OC, macs=macs, ms={})
+        x = torch.randn(B, C, H, H, device=dev)
+        w = torch.randn(OC, C, k, k, device=dev)
+        for mode, tf32 in (("cudnn_fp32", False), ("cudnn_tf32", True)):
+            torch.backends.cudnn.allow_tf32 = tf32
+            row["ms"][mode] = time_call(lambda: F.conv2d(x, w, None, s, p), args.repeat) * 1e3
+        torch.backends.cudnn.allow_tf32 = True
+        p_lut = make_problem(B, C, H, H, OC, k, s, p, luts[LUT_FOR_KERNEL], gen, dev)
+        shape = tbm.ConvShape.of(p_lut)
+        NP = tbm.padded_n(shape.Ng)
+        row["kernel"] = tbm.lut_mode(shape, 256)
+        if row["kernel"] == "tap" and shape.K * 256 * NP * 2 > tbm.TAP_TABLE_MAX:
+            row["kernel"] = "tap/chunked"
+        row["ms"]["lut"] = time_call(lambda: tri.conv2d_acc(p_lut), args.repeat) * 1e3
+        if args.direct and macs < 2e9:
+            tbm.FORCE_MODE = "direct"
+            row["ms"]["direct"] = time_call(lambda: tri.conv2d_acc(p_lut), 1, min_ms=1) * 1e3
+            tbm.FORCE_MODE = None
+        if sh["net"] == "resnet" or args.torch_all:
+            row["ms"]["torch"] = time_call(lambda: tor.conv2d_acc(p_lut), max(1, args.repeat // 2),
+                                           min_ms=1) * 1e3
+        p_ex = make_problem(B, C, H, H, OC, k, s, p, luts["mul8u_1JFF"], gen, dev)
+        p_ex.table = None
+        p_ex.a_offset = p_ex.w_offset = 0
+        row["ms"]["exact"] = time_call(lambda: dec.conv2d_acc(p_ex), args.repeat) * 1e3
+        for name in DEC_LUTS:
+            pr = make_problem(B, C, H, H, OC, k, s, p, luts[name], gen, dev)
+            f = factorisation_for(pr.table, luts[name].signed).factorisation
+            try:
+                row["ms"][f"dec:{name}[{f.n_gemms}]"] = time_call(
+                    lambda: dec.conv2d_acc(pr), args.repeat) * 1e3
+            except BackendUnavailable:
+                pass
+        row["tmacs"] = {kk: macs / (v * 1e-3) / 1e12 for kk, v in row["ms"].items()}
+        rows.append(row)
+        print(f"  {sh['name']}: " + ", ".join(f"{kk} {v:.3f} ms" for kk, v in row["ms"].items()),
+              file=sys.stderr, flush=True)
+    return rows
+
+
+def gemm_row(args, luts, dev):
+    from axcnn.ops import get_backend
+    from axcnn.ops.decomposed import factorisation_for
+
+    n = args.gemm
+    gen = torch.Generator(device=dev).manual_seed(1)
+    row = dict(name=f"GEMM {n}^3", net="gemm", M=n, K=n, N=n, macs=n ** 3, ms={})
+    a = torch.randn(n, n, device=dev)
+    b = torch.randn(n, n, device=dev)
+    for mode, tf32 in (("cublas_fp32", False), ("cublas_tf32", True)):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        row["ms"][mode] = time_call(lambda: a @ b, args.repeat) * 1e3
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a8 = torch.randint(-128, 128, (n, n), generator=gen, device=dev, dtype=torch.int8)
+    b8 = torch.randint(-128, 128, (n, n), generator=gen, device=dev, dtype=torch.int8)
+    b8c = b8.t().contiguous().t()
+    row["ms"]["int_mm"] = time_call(lambda: torch._int_mm(a8, b8c), args.repeat) * 1e3
+    ai = torch.randint(0, 256, (n, 1, n), generator=gen, device=dev)
+    wi = torch.randint(0, 256, (1, n, n), generator=gen, device=dev)
+    tri, dec = get_backend("triton", dev), get_backend("decomposed", dev)
+    lut = luts[LUT_FOR_KERNEL]
+    table = torch.from_numpy(lut.table.copy()).to(dev)
+    row["ms"]["lut"] = time_call(lambda: tri.lut_gemm(ai, wi, table), 1, min_ms=1) * 1e3
+    row["kernel"] = "tap/chunked"
+    for name in ["mul8u_1JFF"] + DEC_LUTS:
+        t = torch.from_numpy(luts[name].table.copy()).to(dev)
+        f = factorisation_for(t, False).factorisation
+        key = "exact" if name == "mul8u_1JFF" else f"dec:{name}[{f.n_gemms}]"
+        row["ms"][key] = time_call(lambda: dec.lut_gemm(ai, wi, t), args.repeat) * 1e3
+    row["tmacs"] = {kk: row["macs"] / (v * 1e-3) / 1e12 for kk, v in row["ms"].items()}
+    print(f"  {row['name']}: " + ", ".join(f"{kk} {v:.3f} ms" for kk, v in row["ms"].items()),
+          file=sys.stderr, flush=True)
+    return row
+
+
+def summary(rows):
+    res = [r for r in rows if r["net"] == "resnet"]
+    out = {}
+    for key in ("lut", "torch", "exact", "cudnn_fp32", "cudnn_tf32") + tuple(
+            k for k in res[0]["ms"] if k.startswith("dec:")):
+        if not all(key in r["ms"] for r in res):
+            continue
+        mean_rate = statistics.mean(r["tmacs"][key] for r in res)
+        for net, cnt in (("resnet20", "n20"), ("resnet56", "n56")):
+            tot_mac = sum(r["macs"] * r[cnt] for r in res)
+            tot_ms = sum(r["ms"][key] * r[cnt] for r in res)
+            out.setdefault(key, {})[net] = {"ms": tot_ms, "tmacs": tot_mac / (tot_ms * 1e-3) / 1e12}
+        out[key]["mean_tmacs_over_resnet_shapes"] = mean_rate
+    big = [r for r in rows if r["net"] != "gemm" and r["K"] >= 576]
+    for key in big[0]["ms"] if big else []:
+        if key.startswith("dec:") or key == "exact":
+            vals = [r["tmacs"][key] for r in big if key in r["tmacs"]]
+            out.setdefault(key, {})["min_tmacs_K_ge_576"] = min(vals)
+            out[key]["mean_tmacs_K_ge_576"] = statistics.mean(vals)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--gemm", type=int, default=4096)
+    ap.add_argument("--quick", action="store_true", help="ResNet shapes only, no direct column")
+    ap.add_argument("--torch-all", action="store_true")
+    ap.add_argument("--direct", action="store_true", help="also time the direct-gather kernel")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_kernels.json")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("needs a CUDA GPU", file=sys.stderr)
+        return 3
+    dev = torch.device("cuda")
+    luts = load_luts()
+    rows = conv_rows(args, luts, dev)
+    if args.gemm:
+        rows.append(gemm_row(args, luts, dev))
+    keys = []
+    for r in rows:
+        for kk in r["ms"]:
+            if kk not in keys:
+                keys.append(kk)
+    head = ["layer", "MAC (G)", "kernel"] + keys
+    table = [head]
+    for r in rows:
+        table.append([r["name"], f"{r['macs'] / 1e9:.2f}", r.get("kernel", "")] +
+                     [f"{r['tmacs'][kk]:.2f}" if kk in r["tmacs"] else "-" for kk in keys])
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    print("T-MAC/s per backend (whole backend call; higher is better)")
+    print("| " + " | ".join(h.ljust(wd) for h, wd in zip(head, widths)) + " |")
+    print("|" + "|".join("-" * (wd + 2) for wd in widths) + "|")
+    for row in table[1:]:
+        print("| " + " | ".join(c.ljust(wd) for c, wd in zip(row, widths)) + " |")
+    summ = summary(rows)
+    print("\nsummary:")
+    for key, v in summ.items():
+        print(f"  {key}: " + ", ".join(
+            f"{kk} {vv['ms']:.2f} ms = {vv['tmacs']:.2f} T-MAC/s" if isinstance(vv, dict)
+            else f"{kk} {vv:.2f}" for kk, vv in v.items()))
+    props = torch.cuda.get_device_properties(dev)
+    import triton
+    meta = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "device": props.name,
+            "sms": props.multi_processor_count, "torch": torch.__version__,
+            "cuda": torch.version.cuda, "triton": triton.__version__, "batch": args.batch,
+            "repeat": args.repeat, "lut_for_lut_kernel": LUT_FOR_KERNEL,
+            "goals": {"lut_mean_tmacs_resnet20": 2.2, "decomposed_tmacs_K_ge_576_rank_le_4": 10.0}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows, "summary": summ}, indent=2) + "\n")
+    print(f"\nwrote {args.out} ({meta['device']}, {meta['date']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

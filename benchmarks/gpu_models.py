@@ -1,0 +1,213 @@
+"""GPU model benchmark: inference images/s and training-step time of whole models.
+
+ResNet-20 and VGG-16 (CIFAR, 32x32) at batch 256 on one GPU, synthetic inputs already on the
+device (no data loading), in one run on one card:
+
+- inference (eval, no_grad), images/s: exact FP32 (cuDNN, TF32 off), exact TF32, 8-bit
+  quantized (exact products, ``auto``), approximate with the ``triton`` LUT kernels, with the
+  ``decomposed`` tensor-core factorisation, and with ``auto``; approximate layers use
+  ``--lut`` (default mul8u_17C8, error rank 4 -> 5 int8 GEMM terms; LUT kernels do not depend
+  on the table's content). ``--stats`` adds the approximate run with operand statistics on.
+- training (ResNet-20 by default), ms per SGD step (forward + backward + update) and the
+  implied epoch of 50,000 images: exact (PyTorch defaults), approximate + STE, approximate +
+  error-aware gradients (``auto``: factorised gradients where the LUT allows, ``triton``:
+  per-tap gather kernels), and error-aware with a LUT that has no cheap factorisation.
+
+Prints one table and writes ``benchmarks/results/gpu_models.json``.
+
+    PYTHONPATH=src python benchmarks/gpu_models.py [--models resnet20,vgg16] [--iters 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCH_IMAGES = 50_000
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("AXCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def load_lut(name: str):
+    from axcnn.lut import MultiplierLUT, builtin
+
+    root = shared_data()
+    js = root / "evoapprox8_luts.json"
+    if js.is_file():
+        info = json.loads(js.read_text())
+        if name in info:
+            with np.load(root / "evoapprox8_luts.npz") as z:
+                return MultiplierLUT(z[name], signed=bool(info[name]["signed"]), name=name)
+    return builtin(name)
+
+
+def timed(fn, iters: int, warmup: int = 3) -> float:
+    """Median seconds per call (CUDA events around each call)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        torch.cuda.synchronize()
+        times.append(s.elapsed_time(e) / 1e3)
+    return statistics.median(times)
+
+
+def build(model_name: str, mode: str, lut, backend: str, grad_rule: str, x, dev):
+    from axcnn.models import create_model
+    from axcnn.nn import ConversionPlan, Mode, convert_
+    from axcnn.quant import calibrate
+
+    torch.manual_seed(0)
+    model = create_model(model_name)
+    if mode != "exact":
+        plan = ConversionPlan(mode=Mode.QUANTIZED if mode == "quantized" else Mode.APPROXIMATE,
+                              lut=lut if mode == "approximate" else None, backend=backend,
+                              grad_rule=grad_rule)
+        convert_(model, plan)
+    model = model.to(dev)
+    if mode != "exact":
+        calibrate(model, [x])
+    return model
+
+
+def inference(model_name, args, dev, lut, lut_nf):
+    from axcnn.nn import record_operands
+
+    x = torch.randn(args.batch, 3, 32, 32, device=dev)
+    configs = [
+        ("exact FP32", "exact", None, "auto", False),
+        ("exact TF32", "exact", None, "auto", True),
+        ("8-bit quantized", "quantized", None, "auto", True),
+        (f"approx LUT (triton, {lut.name})", "approximate", lut, "triton", True),
+        (f"approx decomposed ({lut.name})", "approximate", lut, "decomposed", True),
+        (f"approx auto ({lut.name})", "approximate", lut, "auto", True),
+        (f"approx LUT (auto, {lut_nf.name})", "approximate", lut_nf, "auto", True),
+    ]
+    rows = []
+    for label, mode, the_lut, backend, tf32 in configs:
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        model = build(model_name, mode, the_lut, backend, "ste", x, dev).eval()
+        with torch.no_grad():
+            t = timed(lambda: model(x), args.iters)
+        rows.append({"model": model_name, "config": label, "s_per_batch": t,
+                     "images_per_s": args.batch / t})
+        print(f"  {model_name} {label}: {t * 1e3:.2f} ms/batch, {args.batch / t:,.0f} img/s",
+              file=sys.stderr, flush=True)
+        if args.stats and mode == "approximate" and backend == "auto" and the_lut is lut:
+            with torch.no_grad(), record_operands(model):
+                t = timed(lambda: model(x), max(3, args.iters // 2))
+            rows.append({"model": model_name, "config": label + " + operand stats",
+                         "s_per_batch": t, "images_per_s": args.batch / t})
+            print(f"  {model_name} {label} + stats: {t * 1e3:.2f} ms/batch", file=sys.stderr,
+                  flush=True)
+        del model
+        torch.cuda.empty_cache()
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return rows
+
+
+def training(model_name, args, dev, lut, lut_nf):
+    x = torch.randn(args.batch, 3, 32, 32, device=dev)
+    y = torch.randint(0, 10, (args.batch,), device=dev)
+    configs = [
+        ("exact", "exact", None, "auto", "ste"),
+        (f"approx STE (auto, {lut.name})", "approximate", lut, "auto", "ste"),
+        (f"approx error-aware (auto, {lut.name})", "approximate", lut, "auto", "error_aware"),
+        (f"approx error-aware (triton, {lut.name})", "approximate", lut, "triton", "error_aware"),
+        (f"approx error-aware (auto, {lut_nf.name})", "approximate", lut_nf, "auto", "error_aware"),
+    ]
+    rows = []
+    base = None
+    for label, mode, the_lut, backend, rule in configs:
+        model = build(model_name, mode, the_lut, backend, rule, x, dev).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+
+        t = timed(step, args.train_iters)
+        steps = math.ceil(EPOCH_IMAGES / args.batch)
+        base = t if base is None else base
+        rows.append({"model": model_name, "config": label, "s_per_step": t,
+                     "epoch_s": t * steps, "vs_exact": t / base})
+        print(f"  {model_name} train {label}: {t * 1e3:.2f} ms/step, epoch {t * steps:.1f} s, "
+              f"{t / base:.2f}x exact", file=sys.stderr, flush=True)
+        del model, opt
+        torch.cuda.empty_cache()
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="resnet20,vgg16")
+    ap.add_argument("--train-models", default="resnet20")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--train-iters", type=int, default=10)
+    ap.add_argument("--lut", default="mul8u_17C8")
+    ap.add_argument("--lut-nf", default="mul8u_2NDH", help="a LUT without a cheap factorisation")
+    ap.add_argument("--stats", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_models.json")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("needs a CUDA GPU", file=sys.stderr)
+        return 3
+    dev = torch.device("cuda")
+    lut, lut_nf = load_lut(args.lut), load_lut(args.lut_nf)
+    inf_rows, train_rows = [], []
+    for m in [m for m in args.models.split(",") if m]:
+        inf_rows += inference(m, args, dev, lut, lut_nf)
+    for m in [m for m in args.train_models.split(",") if m]:
+        train_rows += training(m, args, dev, lut, lut_nf)
+    print(f"\nInference, batch {args.batch} (images/s, higher is better)")
+    print("| model | configuration | ms / batch | images/s |")
+    print("|---|---|---|---|")
+    for r in inf_rows:
+        print(f"| {r['model']} | {r['config']} | {r['s_per_batch'] * 1e3:.2f} | "
+              f"{r['images_per_s']:,.0f} |")
+    if train_rows:
+        print(f"\nTraining, batch {args.batch} (SGD step; epoch = {math.ceil(EPOCH_IMAGES / args.batch)} "
+              "steps, synthetic data on the GPU)")
+        print("| model | configuration | ms / step | epoch s | vs exact |")
+        print("|---|---|---|---|---|")
+        for r in train_rows:
+            print(f"| {r['model']} | {r['config']} | {r['s_per_step'] * 1e3:.2f} | "
+                  f"{r['epoch_s']:.1f} | {r['vs_exact']:.2f}x |")
+    props = torch.cuda.get_device_properties(dev)
+    import triton
+    meta = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "device": props.name,
+            "torch": torch.__version__, "cuda": torch.version.cuda, "triton": triton.__version__,
+            "batch": args.batch, "iters": args.iters, "lut": args.lut, "lut_nf": args.lut_nf,
+            "goals": {"resnet20_approx_images_per_s": 40000, "error_aware_epoch_vs_exact": 3.0}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "inference": inf_rows, "training": train_rows},
+                                   indent=2) + "\n")
+    print(f"\nwrote {args.out} ({meta['device']}, {meta['date']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

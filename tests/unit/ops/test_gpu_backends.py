@@ -1,0 +1,296 @@
+"""The GPU backends (``triton``, ``decomposed``, GPU ``auto``) on CUDA: bit-exact against the
+torch backend (itself checked against the reference in test_ops_gpu.py) and the reference, on
+odd shapes, all 12 shared EvoApprox tables and built-in 4-/8-bit tables, signed and unsigned;
+gradients against the torch backend; operand histograms against the CPU recorder.
+
+Run on a GPU machine: ``pytest -m gpu tests/unit/ops``. The shared tables are read from
+``$AXCNN_SHARED_DATA`` or ``<repo>/../shared/data`` (skipped when absent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from axcnn.errors import BackendUnavailable
+from axcnn.lut import MultiplierLUT, builtin
+from axcnn.ops import LUTTensors, approx_conv2d, approx_matmul, get_backend
+from axcnn.ops.problem import ConvGeometry, IntConvProblem
+from axcnn.quant import QuantSpec, qparams_from_range, weight_qparams
+
+HAVE_CUDA = torch.cuda.is_available()
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not HAVE_CUDA, reason="needs CUDA")]
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _shared() -> dict[str, MultiplierLUT]:
+    root = Path(os.environ.get("AXCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    npz, js = root / "evoapprox8_luts.npz", root / "evoapprox8_luts.json"
+    if not (npz.is_file() and js.is_file()):
+        return {}
+    info = json.loads(js.read_text())
+    with np.load(npz) as z:
+        return {n: MultiplierLUT(z[n], signed=bool(info[n]["signed"]), name=n) for n in z.files}
+
+
+SHARED = _shared()
+SHARED_NAMES = sorted(SHARED) or ["absent"]
+
+# odd sizes, strides, padding, dilation, groups, depthwise, 1x1, a wide layer (direct kernel
+# when forced), a GEMM-like layer with K > 256
+SHAPES = [
+    (3, 7, 11, 13, 19, (3, 3), (2, 2), (1, 1), (1, 1), 1),
+    (2, 16, 9, 9, 64, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (2, 6, 10, 7, 10, (2, 3), (1, 2), (1, 2), (1, 1), 2),
+    (1, 5, 12, 12, 7, (3, 3), (1, 1), (2, 2), (2, 2), 1),
+    (4, 9, 7, 7, 5, (1, 1), (2, 3), (0, 0), (1, 1), 1),
+    (2, 8, 9, 9, 8, (3, 3), (1, 1), (1, 1), (1, 1), 8),      # depthwise
+    (2, 3, 8, 8, 9, (3, 3), (2, 2), (1, 1), (1, 1), 3),      # channel multiplier 3
+    (1, 40, 6, 6, 130, (3, 3), (1, 1), (1, 1), (1, 1), 1),   # K = 360, N > 128
+]
+DEV = "cuda"
+
+
+def problem(gen, B, C, H, W, OC, k, stride, pad, dil, groups, lut, with_grads=False):
+    signed = lut.signed
+    bits = lut.a_bits
+    lo = -(1 << (bits - 1)) if signed else 0
+    hi = lo + (1 << bits) - 1
+    qa = torch.randint(lo, hi + 1, (B, C, H, W), generator=gen).float()
+    qw = torch.randint(lo, hi + 1, (OC, C // groups, *k), generator=gen).float()
+    n_a = 0.0 if signed else -float(torch.randint(0, max(1, hi // 2), (), generator=gen))
+    n_w = torch.zeros(OC) if signed else -torch.randint(0, hi, (OC,), generator=gen).float()
+    lt = LUTTensors.from_lut(lut, DEV, with_grads=with_grads)
+    return IntConvProblem(qa.to(DEV), qw.to(DEV), n_a, n_w.to(DEV),
+                          ConvGeometry(stride, pad, dil, groups), lt.table, lt.a_offset,
+                          lt.w_offset), lt
+
+
+def _backends():
+    return [get_backend("triton", DEV), get_backend("decomposed", DEV), get_backend("auto", DEV)]
+
+
+def _check_forward(lut, gen, shapes=SHAPES):
+    ref = get_backend("torch", DEV)
+    for shape in shapes:
+        p, _ = problem(gen, *shape, lut)
+        want = ref.conv2d_acc(p)
+        for impl in _backends():
+            try:
+                got = impl.conv2d_acc(p)
+            except BackendUnavailable:
+                assert impl.kind.value == "decomposed"   # no cheap exact factorisation
+                continue
+            assert got.dtype == torch.int64 and torch.equal(got, want), (impl.kind, lut.name, shape)
+
+
+def test_auto_on_cuda_is_the_gpu_dispatcher():
+    impl = get_backend("auto", DEV)
+    assert type(impl).__name__ == "AutoGPUBackend"
+    with pytest.raises(BackendUnavailable):
+        get_backend("triton", "cpu")
+
+
+@pytest.mark.parametrize("name", SHARED_NAMES)
+def test_shared_tables_bit_exact(name):
+    if name not in SHARED:
+        pytest.skip("shared EvoApprox tables not found (set AXCNN_SHARED_DATA)")
+    _check_forward(SHARED[name], torch.Generator().manual_seed(len(name)))
+
+
+@pytest.mark.parametrize("lut_name,bits,signed", [
+    ("drum4", 8, False), ("mitchell", 8, True), ("trunc6", 8, True), ("exact", 8, False),
+    ("mitchell", 4, False), ("trunc3", 4, True), ("drum3", 4, False), ("exact", 4, True),
+    ("bam1_2", 6, False),
+])
+def test_builtin_tables_bit_exact(lut_name, bits, signed):
+    _check_forward(builtin(lut_name, bits=bits, signed=signed), torch.Generator().manual_seed(bits))
+
+
+def test_direct_kernel_and_exact_products():
+    import axcnn.ops.triton_backend as tbm
+
+    gen = torch.Generator().manual_seed(1)
+    ref = get_backend("torch", DEV)
+    tri = get_backend("triton", DEV)
+    for signed in (False, True):
+        lut = builtin("drum4", bits=8, signed=signed)
+        for shape in SHAPES:
+            p, _ = problem(gen, *shape, lut)
+            want = ref.conv2d_acc(p)
+            tbm.FORCE_MODE = "direct"
+            try:
+                assert torch.equal(tri.conv2d_acc(p), want), shape
+            finally:
+                tbm.FORCE_MODE = None
+            old = tbm.TAP_TABLE_MAX
+            tbm.TAP_TABLE_MAX = 1          # per-tap tables in chunks of output channels
+            try:
+                assert torch.equal(tri.conv2d_acc(p), want), shape
+            finally:
+                tbm.TAP_TABLE_MAX = old
+            p.table = None
+            want = ref.conv2d_acc(p)
+            for impl in _backends():
+                assert torch.equal(impl.conv2d_acc(p), want), (impl.kind, shape)
+
+
+def test_reference_on_a_small_shape():
+    gen = torch.Generator().manual_seed(2)
+    for lut in (builtin("mitchell", bits=8), builtin("trunc5", bits=8, signed=True)):
+        p, _ = problem(gen, 2, 3, 5, 6, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, lut)
+        cpu = IntConvProblem(p.qa.cpu(), p.qw.cpu(), p.n_a, p.n_w.cpu(), p.geometry,
+                             p.table.cpu(), p.a_offset, p.w_offset)
+        want = get_backend("reference").conv2d_acc(cpu)
+        for impl in _backends():
+            try:
+                got = impl.conv2d_acc(p)
+            except BackendUnavailable:
+                assert impl.kind.value == "decomposed"
+                continue
+            assert torch.equal(got.cpu(), want)
+
+
+def test_fused_dequant_is_bit_identical():
+    from axcnn.ops.functional import _dequant_acc
+
+    gen = torch.Generator().manual_seed(3)
+    ref = get_backend("torch", DEV)
+    for lut in (builtin("drum4", bits=8), builtin("trunc5", bits=8, signed=True)):
+        for shape in SHAPES:
+            p, _ = problem(gen, *shape, lut)
+            OC = shape[4]
+            s_a = torch.tensor(0.0173, device=DEV)
+            s_w = (torch.rand(OC, generator=gen) * 0.01 + 1e-3).to(DEV)
+            bias = torch.randn(OC, generator=gen).to(DEV)
+            want = _dequant_acc(ref.conv2d_acc(p), s_a, s_w) + bias.view(1, -1, 1, 1)
+            for impl in _backends():
+                got = impl.conv2d_dequant(p, s_a, s_w, bias)
+                assert torch.equal(got, want), (impl.kind, shape)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_matmul_bit_exact(signed):
+    gen = torch.Generator().manual_seed(4)
+    luts = [builtin("drum4", bits=8, signed=signed), builtin("trunc3", bits=4, signed=signed),
+            builtin("mitchell", bits=8, signed=signed)]
+    for lut in luts:
+        lo = -(1 << (lut.a_bits - 1)) if signed else 0
+        for M, K, N in [(3, 7, 5), (300, 37, 9), (64, 3000, 3), (129, 520, 200)]:
+            a = torch.randint(lo, lo + (1 << lut.a_bits), (M, K), generator=gen).to(DEV)
+            w = torch.randint(lo, lo + (1 << lut.w_bits), (K, N), generator=gen).to(DEV)
+            want = approx_matmul(a, w, lut, backend="torch")
+            for backend in ("triton", "decomposed", "auto"):
+                try:
+                    got = approx_matmul(a, w, lut, backend=backend)
+                except BackendUnavailable:
+                    assert backend == "decomposed"
+                    continue
+                assert torch.equal(got, want), (backend, lut.name, M, K, N)
+
+
+def _layer_run(backend, lut, grad_rule, signed, groups=1, per_channel=False, bits=8):
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(3, 6, 11, 9, generator=g) * 3 - 1
+    w = torch.randn(12, 6 // groups, 3, 3, generator=g) * 0.3
+    b = torch.randn(12, generator=g)
+    spec = QuantSpec(bits, bits, signed, per_channel)
+    a_q = tuple(t.to(DEV) for t in qparams_from_range(x.min(), x.max(), bits, signed))
+    w_q = tuple(t.to(DEV) for t in weight_qparams(w, bits, signed, per_channel))
+    xx = x.to(DEV).requires_grad_(True)
+    ww = w.to(DEV).requires_grad_(True)
+    y = approx_conv2d(xx, ww, b.to(DEV), 2, 1, 1, groups, spec=spec, lut=lut, a_qparams=a_q,
+                      w_qparams=w_q, grad_rule=grad_rule, backend=backend)
+    gy = torch.randn(y.shape, generator=g).to(DEV)
+    y.backward(gy)
+    return y.detach(), xx.grad, ww.grad
+
+
+@pytest.mark.parametrize("lut_name,signed,groups,per_channel", [
+    ("drum4", False, 1, False), ("trunc6", True, 2, True), ("mitchell", False, 1, True),
+    ("mitchell", True, 6, False),
+])
+def test_gradients_match_torch_backend(lut_name, signed, groups, per_channel):
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        lut = builtin(lut_name, bits=8, signed=signed)
+        for rule in ("ste", "error_aware"):
+            want = _layer_run("torch", lut, rule, signed, groups, per_channel)
+            for backend in ("triton", "decomposed", "auto"):
+                try:
+                    got = _layer_run(backend, lut, rule, signed, groups, per_channel)
+                except BackendUnavailable:
+                    assert backend == "decomposed" and lut_name == "mitchell"
+                    continue
+                assert torch.equal(got[0], want[0]), (backend, rule)
+                for a, b in zip(got[1:], want[1:]):
+                    scale = b.abs().max().item()
+                    assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * scale), (backend, rule)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+@pytest.mark.parametrize("bits,signed", [(8, False), (8, True), (4, False), (4, True)])
+def test_histograms_equal_cpu_recorder(bits, signed):
+    """The recorder's histogram on CUDA (Triton tap histogram) equals the CPU bincount path on
+    the same codes (same inputs: a model run on both devices may quantize differently)."""
+    from axcnn.nn.stats import operand_histogram
+
+    gen = torch.Generator().manual_seed(bits)
+    lo = -(1 << (bits - 1)) if signed else 0
+    for (B, C, H, W, OC, k, st, pd, dl, G) in SHAPES:
+        qa = torch.randint(lo, lo + (1 << bits), (B, C, H, W), generator=gen).float()
+        qw = torch.randint(lo, lo + (1 << bits), (OC, C // G, *k), generator=gen).float()
+        n_a = 0.0 if signed else -float(torch.randint(0, 1 << (bits - 1), (), generator=gen))
+        geo = ConvGeometry(st, pd, dl, G)
+        want = operand_histogram(qa, qw, geo, bits, bits, signed, n_a)
+        got = operand_histogram(qa.to(DEV), qw.to(DEV), geo, bits, bits, signed, n_a)
+        assert got.is_cuda and torch.equal(got.cpu(), want), (B, C, H, W, OC, k, G)
+
+
+def test_recorder_on_a_cuda_model():
+    from axcnn.models import create_model
+    from axcnn.nn import record_operands
+    from axcnn.nn.convert import ConversionPlan, convert_
+    from axcnn.nn.layers import Mode
+    from axcnn.quant import calibrate
+
+    x = torch.rand(4, 3, 32, 32, device=DEV)
+    torch.manual_seed(0)
+    model = create_model("resnet8")
+    convert_(model, ConversionPlan(mode=Mode.QUANTIZED))
+    model = model.to(DEV).eval()
+    calibrate(model, [x])
+    with torch.no_grad(), record_operands(model) as rec:
+        model(x)
+    assert rec.histograms
+    for name, h in rec.histograms.items():
+        assert h.is_cuda and h.dtype == torch.int64 and int(h.sum()) > 0, name
+
+
+def test_model_forward_all_backends_equal():
+    from axcnn.models import create_model
+    from axcnn.nn.convert import ConversionPlan, convert_
+    from axcnn.nn.layers import Mode
+    from axcnn.quant import calibrate
+
+    x = torch.rand(8, 3, 32, 32, device=DEV)
+    outs = {}
+    for backend in ("torch", "triton", "decomposed", "auto"):
+        torch.manual_seed(0)
+        model = create_model("resnet8")
+        lut = builtin("trunc5", bits=8)
+        convert_(model, ConversionPlan(mode=Mode.APPROXIMATE, lut=lut, backend=backend))
+        model = model.to(DEV).eval()
+        calibrate(model, [x])
+        with torch.no_grad():
+            outs[backend] = model(x)
+    for backend in ("triton", "decomposed", "auto"):
+        assert torch.equal(outs[backend], outs["torch"]), backend
