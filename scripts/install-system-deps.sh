@@ -6,7 +6,7 @@ set -euo pipefail
 what=${1:-test}
 pkgs=(dataset-fashion-mnist)
 if [ "$what" = test ]; then
-  pkgs+=(yosys iverilog opensta chromium chromium-driver)
+  pkgs+=(yosys iverilog opensta gcc chromium chromium-driver)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -21,7 +21,8 @@ from .. import __version__
 from ..errors import AxcnnError, exit_code
 
 #: subcommand modules, in the order ``axcnn --help`` lists them
-COMMAND_MODULES = ("lut", "train", "demo", "campaign", "circuit", "tsne", "heatmap", "serve")
+COMMAND_MODULES = ("lut", "train", "demo", "campaign", "circuit", "explore", "tsne", "heatmap",
+                   "serve")
 
 log = logging.getLogger("axcnn")
 

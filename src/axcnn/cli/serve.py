@@ -25,6 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8050)
     p.add_argument("--debug", action="store_true", help="Dash debug mode (reloader off)")
+    p.add_argument("--explore", type=Path, default=None,
+                   help="an exploration folder inside --runs-dir: adds its Pareto-front page")
     p.set_defaults(func=run)
 
 
@@ -49,7 +51,7 @@ def run(args) -> int:
     if not _is_loopback(args.host):
         log.warning("binding %s: anyone who can reach this address can browse %s", args.host,
                     args.runs_dir.resolve())
-    app = create_app(args.runs_dir)
+    app = create_app(args.runs_dir, explore=args.explore)
     print(f"axcnn explorer of {args.runs_dir.resolve()} on http://{args.host}:{args.port}/ (Ctrl-C stops)",
           flush=True)
     try:

@@ -317,8 +317,9 @@ def lut_figure(lut, counts: np.ndarray | None, title: str):
 
 
 # ----------------------------------------------------------------------------- the app
-def create_app(runs_dir: str | os.PathLike):
-    """The Dash app serving ``runs_dir`` (read-only)."""
+def create_app(runs_dir: str | os.PathLike, explore: str | os.PathLike | None = None):
+    """The Dash app serving ``runs_dir`` (read-only); ``explore``, a design-space exploration
+    folder inside ``runs_dir``, adds its Pareto-front page."""
     try:
         import dash
         from dash import Input, Output, State, ctx, dcc, html, no_update
@@ -380,6 +381,13 @@ def create_app(runs_dir: str | os.PathLike):
         ]),
         dcc.Store(id="run-store"), dcc.Store(id="selection", data=[]), dcc.Store(id="clicked"),
     ])
+    if explore is not None:
+        from ..explore.dash_page import register_pareto_page
+
+        folder = safe_path(view.root, explore)
+        app.layout.children.append(html.Details(open=True, style=box, children=[
+            html.Summary("Design-space exploration (Pareto fronts)"),
+            register_pareto_page(app, folder, prefix="pareto")]))
 
     @app.callback(Output("run-select", "options"), Input("refresh", "n_clicks"))
     def refresh(_):
