@@ -132,31 +132,48 @@ class TorchBackend:
         return lut_gemm(a_idx, w_idx, table)
 
     def conv2d_acc(self, p: IntConvProblem) -> torch.Tensor:
-        a = unfold_codes(p)                                   # (M, G, K)
-        w = weight_codes(p)                                   # (G, K, Ng)
-        M, G, K = a.shape
-        n_w = p.n_w.reshape(G, -1).to(a.device)               # (G, Ng)
-        if p.table is None:
-            acc = exact_gemm((a + p.n_a).permute(1, 0, 2), w + n_w[:, None, :])  # (G, M, Ng)
-            return output_layout(acc.permute(1, 0, 2), p)
-        w_idx = (w + p.w_offset).to(torch.int64)
-        acc = self._conv_lut_gemm(a, w_idx, p)
-        # exact zero-point cross terms
-        n_w_i = n_w.round().to(torch.int64)
-        n_a_i = int(round(p.n_a))
-        sum_a = a.sum(dim=2).round().to(torch.int64)          # (M, G)
-        sum_w = w.sum(dim=1).round().to(torch.int64)          # (G, Ng)
-        acc += sum_a[:, :, None] * n_w_i[None] + n_a_i * sum_w[None] + K * n_a_i * n_w_i[None]
-        return output_layout(acc, p)
+        """Accumulators in the unfolded layout (B, G, K, L): no permuted copies of the patches.
 
-    def _conv_lut_gemm(self, a: torch.Tensor, w_idx: torch.Tensor, p: IntConvProblem):
-        """LUT GEMM of float activation codes (M, G, K); indices built in one pass."""
-        M, G, K = a.shape
+        Exact products: one batched GEMM of the zero-point-centred weights with the centred
+        patches (the padding of the centred input is exactly 0). LUT products: embedding-bag
+        rows (b, l, g) over the per-tap tables, plus the exact cross terms.
+        """
+        B, _, H, W = p.qa.shape
+        OC, _, kh, kw = p.qw.shape
+        g = p.geometry
+        G = g.groups
+        oh, ow = g.output_hw(H, W, kh, kw)
+        L = oh * ow
+        cols = F.unfold(p.qa + p.n_a, (kh, kw), dilation=g.dilation, padding=g.padding,
+                        stride=g.stride)                              # (B, G*K, L), centred codes
+        K = cols.shape[1] // G
+        Ng = OC // G
+        cols = cols.view(B, G, K, L)
+        n_w = p.n_w.to(cols.device).reshape(G, Ng)
+        w = p.qw.reshape(G, Ng, K)                                    # weight codes
+        if p.table is None:
+            acc = exact_gemm((w + n_w[:, :, None])[None], cols)       # (B, G, Ng, L)
+            return acc.view(B, OC, oh, ow)
         R = p.table.shape[0]
+        w_idx = (w + p.w_offset).to(torch.int64).permute(0, 2, 1)     # (G, K, Ng)
+        M = B * L
+        shift = p.a_offset - p.n_a                                    # centred code -> index
         if M < GATHER_ROWS_PER_LUT_ROW * R:
-            return _gather_gemm((a + p.a_offset).to(torch.int64), w_idx, p.table)
-        taps = torch.arange(G * K, device=a.device, dtype=a.dtype).view(1, G, K) * R + p.a_offset
-        return _bag_gemm((a + taps).reshape(M * G, K).to(torch.int64), w_idx, p.table, M)
+            a_idx = (cols + shift).to(torch.int64).permute(0, 3, 1, 2).reshape(M, G, K)
+            acc = _gather_gemm(a_idx, w_idx, p.table)                 # (M, G, Ng)
+            acc = acc.view(B, L, G, Ng).permute(0, 2, 3, 1)
+        else:
+            taps = torch.arange(G * K, device=cols.device, dtype=cols.dtype).view(1, G, K, 1) * R
+            bag = (cols + (taps + shift)).to(torch.int32).permute(0, 3, 1, 2).reshape(M * G, K)
+            acc = _bag_gemm(bag, w_idx, p.table, M).view(B, L, G, Ng).permute(0, 2, 3, 1)
+        # exact zero-point cross terms: n_w * sum(a) + n_a * sum(w) + K * n_a * n_w
+        n_a_i = int(round(p.n_a))
+        n_w_i = n_w.round().to(torch.int64)                           # (G, Ng)
+        sum_a = (cols.sum(dim=2) - K * p.n_a).round().to(torch.int64)  # (B, G, L), codes
+        sum_w = w.sum(dim=2).round().to(torch.int64)                  # (G, Ng)
+        acc = acc + sum_a[:, :, None, :] * n_w_i[None, :, :, None]
+        acc += (n_a_i * sum_w + K * n_a_i * n_w_i)[None, :, :, None]
+        return acc.reshape(B, OC, oh, ow)
 
     def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, grad_a, grad_w,
                           need_x: bool, need_w: bool):
