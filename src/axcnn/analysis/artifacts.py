@@ -23,13 +23,12 @@ points first), ``y_test_sub``, ``y_pred_sub``, ``X_test_pixels`` (uint8, flatten
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..fileio import atomic_path, write_json  # noqa: F401 (write_json is re-exported)
 from ..errors import DataError
 
 FORMAT = "axcnn-tsne/1"
@@ -38,18 +37,6 @@ SEED_KEYS = ("X_2d", "X_3d", "y_all", "test_mask", "y_test_sub", "y_pred_sub", "
              "feature_layer_requested", "output_tag", "classes", "title")
 STRING_KEYS = ("model_name", "feature_space", "feature_layer_path", "feature_layer_requested",
                "output_tag", "title", "stage", "align", "reference_tag", "lut_name", "lut_sha256")
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Atomic JSON write (temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
 
 
 def save_artifact(path: str | Path, **arrays: Any) -> Path:
@@ -67,14 +54,8 @@ def save_artifact(path: str | Path, **arrays: Any) -> Path:
         clean[k] = np.asarray(v)
         if clean[k].dtype == object:
             raise DataError(f"artefact key '{k}' is not a plain array")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, ".npz") as tmp:
         np.savez_compressed(tmp, **clean)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

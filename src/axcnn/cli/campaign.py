@@ -11,12 +11,15 @@ import json
 import time
 from pathlib import Path
 
+from . import accept_verbosity
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("campaign", help="run a plan of stages x LUTs in time-boxed chunks; tables",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     csub = p.add_subparsers(dest="campaign_command", metavar="ACTION")
     csub.required = True
+    accept_verbosity(csub)
     for name, helptext in (("run", "run (or continue) the plan"), ("table", "table of finished runs")):
         q = csub.add_parser(name, help=helptext)
         q.add_argument("plan", type=Path, help="campaign plan (YAML)")

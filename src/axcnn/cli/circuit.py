@@ -21,6 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import accept_verbosity
 from ..errors import AxcnnError, ConfigError, exit_code
 
 log = logging.getLogger("axcnn.circuit")
@@ -68,17 +69,7 @@ def add_parser(subparsers) -> None:
                     "and workload-aware power (needs yosys; report also needs OpenSTA).")
     sub = parser.add_subparsers(dest="circuit_command", metavar="SUBCOMMAND")
     sub.required = True
-    _add = sub.add_parser
-
-    def add_sub(name, **kwargs):   # -v/-q are accepted after the sub-subcommand name too
-        p = _add(name, **kwargs)
-        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                       help="debug logging")
-        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                       help="warnings and errors only")
-        return p
-
-    sub.add_parser = add_sub
+    accept_verbosity(sub)
 
     g = sub.add_parser("generate", help="write Verilog for built-in multiplier families",
                        description="Write Verilog for built-in multipliers (exact, truncK, "

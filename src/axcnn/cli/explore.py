@@ -21,6 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import accept_verbosity
 from ..errors import ConfigError
 
 log = logging.getLogger("axcnn.explore")
@@ -34,17 +35,7 @@ def add_parser(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="explore_command", metavar="SUBCOMMAND")
     sub.required = True
-    _add = sub.add_parser
-
-    def add_sub(name, **kwargs):
-        p = _add(name, **kwargs)
-        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                       help="debug logging")
-        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                       help="warnings and errors only")
-        return p
-
-    sub.add_parser = add_sub
+    accept_verbosity(sub)
 
     r = sub.add_parser("run", help="run or resume an exploration",
                        description="Evaluate every candidate of the spec's sources (LUT, error "

@@ -10,12 +10,15 @@ import argparse
 import json
 from pathlib import Path
 
+from . import accept_verbosity
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("lut", help="inspect, measure, convert and plot multiplier LUTs",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     lsub = p.add_subparsers(dest="lut_command", metavar="ACTION")
     lsub.required = True
+    accept_verbosity(lsub)
 
     def lut_arg(q):
         q.add_argument("lut", help="LUT file or builtin:NAME")

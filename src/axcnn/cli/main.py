@@ -19,6 +19,7 @@ import sys
 
 from .. import __version__
 from ..errors import AxcnnError, exit_code
+from . import accept_verbosity
 
 #: subcommand modules, in the order ``axcnn --help`` lists them
 COMMAND_MODULES = ("lut", "train", "demo", "campaign", "circuit", "explore", "tsne", "heatmap",
@@ -36,15 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add = sub.add_parser
-
-    def add_parser(name, **kwargs):  # every subcommand also accepts -v/-q after its name
-        p = _add(name, **kwargs)
-        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
-        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
-        return p
-
-    sub.add_parser = add_parser
+    accept_verbosity(sub)
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(f"axcnn.cli.{name}").add_parser(sub)

@@ -15,9 +15,9 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from ..fileio import atomic_path, write_bytes
 from ..errors import BackendUnavailable
 from .store import COLUMN_NAMES, ResultsStore, store_path
 
@@ -35,15 +35,6 @@ def load_rows(folder: str | os.PathLike, *, status: str | None = "ok",
         rows = store.rows(status=status,
                           settings_hash=None if all_settings else meta.get("settings_hash"))
     return rows, meta
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return path
 
 
 def _cell(v) -> str:
@@ -66,7 +57,7 @@ def seed_csv_text(rows: list[dict], experiment: str) -> str:
 def export_csv(folder: str | os.PathLike, out: str | os.PathLike, **kw) -> Path:
     """Write the seed-compatible CSV of an exploration."""
     rows, meta = load_rows(folder, **kw)
-    return _atomic_write(Path(out), seed_csv_text(rows, meta.get("name") or "explore").encode())
+    return write_bytes(Path(out), seed_csv_text(rows, meta.get("name") or "explore").encode())
 
 
 def export_parquet(folder: str | os.PathLike, out: str | os.PathLike, **kw) -> Path:
@@ -85,15 +76,8 @@ def export_parquet(folder: str | os.PathLike, out: str | os.PathLike, **kw) -> P
                                     for c, t in COLUMNS}}
     table = pa.table({c: pa.array([r.get(c) for r in rows], type=types[c]) for c in COLUMN_NAMES})
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, ".parquet") as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -110,5 +94,5 @@ def export_json(folder: str | os.PathLike, out: str | os.PathLike | None = None,
                        "baseline_accuracy": meta.get("baseline_accuracy"), "rows": rows},
                       indent=2, default=str) + "\n"
     if out is not None:
-        _atomic_write(Path(out), text.encode())
+        write_bytes(Path(out), text.encode())
     return text

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..fileio import atomic_path
 from ..errors import LUTError
 from .core import MultiplierLUT
 from .families import builtin
@@ -169,10 +169,7 @@ def save_lut(lut: MultiplierLUT, path: str | os.PathLike) -> Path:
     ext = path.suffix.lower()
     if ext not in SUPPORTED:
         raise LUTError(f"cannot write '{path}': extension must be one of {', '.join(SUPPORTED)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, ext) as tmp:
         if ext == ".npy":
             np.save(tmp, lut.table)
         elif ext == ".npz":
@@ -188,8 +185,4 @@ def save_lut(lut: MultiplierLUT, path: str | os.PathLike) -> Path:
             else:
                 raw = lut.table.astype("<u2")
             raw.tofile(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

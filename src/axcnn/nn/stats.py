@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..fileio import atomic_path
 from ..ops.problem import ConvGeometry, IntConvProblem
 from ..ops.torch_backend import CHUNK_ELEMS, unfold_codes, weight_codes
 from ..quant import quantize
@@ -113,14 +113,8 @@ class OperandRecorder:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": "axcnn-operand-stats/1", "layers": self.formats}
         arrays = {name: h.cpu().numpy() for name, h in self.histograms.items()}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path, ".npz") as tmp:
             np.savez_compressed(tmp, __meta__=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
 

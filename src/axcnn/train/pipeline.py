@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..fileio import write_json
 from ..config import Retrain, RunConfig, Stage, config_diff
 from ..data import ImageDataset, load_dataset
 from ..errors import ConfigError, DataError, LUTError
@@ -94,14 +93,6 @@ def remake_command(cfg: RunConfig, stage: Stage) -> str:
     if stage is not Stage.EXACT:
         cmd += f" --bits {cfg.bits}" + (" --signed" if cfg.signed else "") + (" --per-channel" if cfg.per_channel else "")
     return cmd
-
-
-def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def conversion_plan(cfg: RunConfig, mode: Mode, lut: MultiplierLUT | None, backend: Backend) -> ConversionPlan:
@@ -202,7 +193,7 @@ def prepare_run_dir(cfg: RunConfig, env: RunEnv, lut: MultiplierLUT | None) -> P
     if env.force and (rdir / "result.json").exists():
         shutil.rmtree(rdir)
     rdir.mkdir(parents=True, exist_ok=True)
-    _write_json(cfg_path, cfg.to_dict())
+    write_json(cfg_path, cfg.to_dict())
     return rdir
 
 
@@ -290,7 +281,7 @@ def run_stage(cfg: RunConfig, env: RunEnv, data: ImageDataset | None = None) -> 
               "device": str(data.device), "layers": rows}
     if lut is not None:
         result["lut"] = {**lut.metadata(), "metrics": lut_metrics(lut)}
-    _write_json(result_path, result)
+    write_json(result_path, result)
     return result
 
 
@@ -340,7 +331,7 @@ def _run_stats(cfg: RunConfig, model: nn.Module, data: ImageDataset, rdir: Path,
     result = {"run_dir": str(rdir), "model": cfg.model, "dataset": cfg.dataset, "stage": "stats",
               "bits": cfg.bits, "signed": cfg.signed, "accuracy": ev["accuracy"],
               "operand_stats": str(path), "layers": layers}
-    _write_json(rdir / "result.json", result)
+    write_json(rdir / "result.json", result)
     return result
 
 
