@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_model
+
 import numpy as np
 
 DEFAULT_CIRCUITS = ["exact@8u", "exact@8s", "trunc6@8u", "bam2_8@8u", "drum4@8u", "drum4@8s",
@@ -43,16 +45,6 @@ def _median(f, repeat):
         out = f()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None) -> int:
@@ -120,7 +112,7 @@ def main(argv=None) -> int:
 
     meta = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "cpu": _cpu_model(), "cpus_used": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu": cpu_model(), "cpus_used": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": platform.python_version(), "numpy": np.__version__,
         "tools": tool_versions(["yosys", "sta", "iverilog"]), "liberty": str(liberty),
         "repeat": args.repeat, "clock_ns": 10.0, "vectors": 65536,

@@ -30,17 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _train(work: Path, dataset: str, exact_epochs: int) -> dict:
@@ -123,7 +115,7 @@ def main(argv=None) -> int:
             if rows else None})
     record = {
         "benchmark": "explore", "date": _dt.date.today().isoformat(),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": sys.version.split()[0],
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": sys.version.split()[0],
                     "platform": platform.platform()},
         "model": "lenet5", "dataset": args.dataset, "bits": 8, "operands": args.operands,
         "trained": trained, "baseline_quantized_eval_s": round(base_s, 2), "results": results}
@@ -134,7 +126,7 @@ def main(argv=None) -> int:
                  f"{r['eda_s_median'] or 0:.2f}", f"{r['cnn_s_median'] or 0:.1f}"]
                 for r in results]
     widths = [max(len(h), *(len(x[i]) for x in rows_out)) for i, h in enumerate(head)]
-    print(f"LeNet-5 / {args.dataset}, 8-bit, built-in families; {_cpu_model()}, "
+    print(f"LeNet-5 / {args.dataset}, 8-bit, built-in families; {cpu_model()}, "
           f"{os.cpu_count()} cores; exact {trained['exact_accuracy']:.2f}%, quantized "
           f"{trained['quantized_accuracy']:.2f}%; baseline (quantized test-set eval, exact "
           f"products) {base_s:.2f} s")

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import cpu_model
+
 
 def _pin(cores: int) -> list[int]:
     avail = sorted(os.sched_getaffinity(0))
@@ -37,16 +39,6 @@ def _pin(cores: int) -> list[int]:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(len(use))
     return use
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _data(n: int, d: int = 50, k: int = 10, seed: int = 0):
@@ -115,7 +107,7 @@ def main(argv=None) -> int:
 
     head = f"{'N':>7} {'standard s':>11} {'aligned s':>10} {'transform s':>12}" + \
            (f" {'3-D s':>7}" if args.three_d else "") + f" {'sklearn s':>10} {'speed-up':>9} {'1-NN sep':>9}"
-    print(f"t-SNE on {len(cores)} cores of {_cpu_name()} (openTSNE {openTSNE.__version__}); target: 10,000 points <= 60 s")
+    print(f"t-SNE on {len(cores)} cores of {cpu_model()} (openTSNE {openTSNE.__version__}); target: 10,000 points <= 60 s")
     print(head)
     for r in rows:
         sk = r.get("sklearn_s")
@@ -124,7 +116,7 @@ def main(argv=None) -> int:
               + (f" {sk:>10.1f} {sk / r['standard_s']:>8.1f}x" if sk else f" {'-':>10} {'-':>9}")
               + f" {r['separation']:>9.3f}")
     result = {"benchmark": "tsne", "date": _dt.datetime.now().isoformat(timespec="seconds"),
-              "machine": {"cpu": _cpu_name(), "cores_used": len(cores), "host_cores": os.cpu_count(),
+              "machine": {"cpu": cpu_model(), "cores_used": len(cores), "host_cores": os.cpu_count(),
                           "python": platform.python_version()},
               "versions": {"openTSNE": openTSNE.__version__, "numpy": np.__version__},
               "target": "10,000 points <= 60 s on 2 cores (standard 2-D fit)", "rows": rows}

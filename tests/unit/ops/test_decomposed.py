@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ops_problems import random_problem as _random_problem
 
 from axcnn.errors import BackendUnavailable, exit_code
 from axcnn.lut import MultiplierLUT, builtin
-from axcnn.ops import LUTTensors, approx_conv2d, approx_matmul, get_backend
+from axcnn.ops import approx_conv2d, approx_matmul, get_backend
 from axcnn.ops.decomposed import (clear_approximations, factorisation_for, fit_grad_bases,
                                   predict_seconds, use_approximation)
 from axcnn.ops.gpu.factor import factorise, lattice_factor, operand_values, truncated_svd
-from axcnn.ops.problem import ConvGeometry, IntConvProblem
 from axcnn.quant import QuantSpec, qparams_from_range, weight_qparams
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -102,16 +102,8 @@ def test_truncated_svd_reports_residual():
 # --------------------------------------------------------------------------------------------
 
 def random_problem(gen, B, C, H, W, OC, k, stride, pad, dil, groups, lut, signed):
-    bits = lut.a_bits
-    lo = -(1 << (bits - 1)) if signed else 0
-    hi = lo + (1 << bits) - 1
-    qa = torch.randint(lo, hi + 1, (B, C, H, W), generator=gen).float()
-    qw = torch.randint(lo, hi + 1, (OC, C // groups, *k), generator=gen).float()
-    n_a = 0.0 if signed else -float(torch.randint(0, max(1, hi // 2), (), generator=gen))
-    n_w = torch.zeros(OC) if signed else -torch.randint(0, hi, (OC,), generator=gen).float()
-    lt = LUTTensors.from_lut(lut, with_grads=True)
-    return IntConvProblem(qa, qw, n_a, n_w, ConvGeometry(stride, pad, dil, groups), lt.table,
-                          lt.a_offset, lt.w_offset), lt
+    assert lut.signed == signed
+    return _random_problem(gen, B, C, H, W, OC, k, stride, pad, dil, groups, lut, with_grads=True)
 
 
 SHAPES = [

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ops_problems import random_problem
 
 from axcnn.errors import BackendUnavailable
 from axcnn.lut import MultiplierLUT, builtin
-from axcnn.ops import LUTTensors, approx_conv2d, approx_matmul, get_backend
+from axcnn.ops import approx_conv2d, approx_matmul, get_backend
 from axcnn.ops.problem import ConvGeometry, IntConvProblem
 from axcnn.quant import QuantSpec, qparams_from_range, weight_qparams
 
@@ -58,18 +59,8 @@ DEV = "cuda"
 
 
 def problem(gen, B, C, H, W, OC, k, stride, pad, dil, groups, lut, with_grads=False):
-    signed = lut.signed
-    bits = lut.a_bits
-    lo = -(1 << (bits - 1)) if signed else 0
-    hi = lo + (1 << bits) - 1
-    qa = torch.randint(lo, hi + 1, (B, C, H, W), generator=gen).float()
-    qw = torch.randint(lo, hi + 1, (OC, C // groups, *k), generator=gen).float()
-    n_a = 0.0 if signed else -float(torch.randint(0, max(1, hi // 2), (), generator=gen))
-    n_w = torch.zeros(OC) if signed else -torch.randint(0, hi, (OC,), generator=gen).float()
-    lt = LUTTensors.from_lut(lut, DEV, with_grads=with_grads)
-    return IntConvProblem(qa.to(DEV), qw.to(DEV), n_a, n_w.to(DEV),
-                          ConvGeometry(stride, pad, dil, groups), lt.table, lt.a_offset,
-                          lt.w_offset), lt
+    return random_problem(gen, B, C, H, W, OC, k, stride, pad, dil, groups, lut, device=DEV,
+                          with_grads=with_grads)
 
 
 def _backends():

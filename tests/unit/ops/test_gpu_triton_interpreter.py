@@ -37,19 +37,11 @@ inner = pytest.mark.skipif(not INNER, reason="runs inside the interpreter child 
 
 
 def _problem(gen, B, C, H, W, OC, k, stride, pad, dil, groups, lut, signed, with_grads=False):
-    from axcnn.ops import LUTTensors
-    from axcnn.ops.problem import ConvGeometry, IntConvProblem
+    from ops_problems import random_problem
 
-    bits = lut.a_bits
-    lo = -(1 << (bits - 1)) if signed else 0
-    hi = lo + (1 << bits) - 1
-    qa = torch.randint(lo, hi + 1, (B, C, H, W), generator=gen).float()
-    qw = torch.randint(lo, hi + 1, (OC, C // groups, *k), generator=gen).float()
-    n_a = 0.0 if signed else -float(torch.randint(0, max(1, hi // 2), (), generator=gen))
-    n_w = torch.zeros(OC) if signed else -torch.randint(0, hi, (OC,), generator=gen).float()
-    lt = LUTTensors.from_lut(lut, with_grads=with_grads)
-    return IntConvProblem(qa, qw, n_a, n_w, ConvGeometry(stride, pad, dil, groups), lt.table,
-                          lt.a_offset, lt.w_offset), lt
+    assert lut.signed == signed
+    return random_problem(gen, B, C, H, W, OC, k, stride, pad, dil, groups, lut,
+                          with_grads=with_grads)
 
 
 SHAPES = [
