@@ -53,3 +53,28 @@ def test_bad_plan_is_one_line(tmp_path, cli):
     plan.write_text("model: lenet5\ndataset: synthetic\nluts: [{source: builtin:nope}]\n")
     out = cli("campaign", "run", plan)
     assert out.returncode == 2 and "unknown built-in" in out.stderr
+
+
+
+def test_shards_split_the_approximate_runs(tmp_path, cli):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN)
+    runs = tmp_path / "runs"
+    early = cli("campaign", "run", plan, "--runs-dir", runs, "--shard", "1/2", "--no-progress")
+    assert early.returncode == 2 and "without --shard first" in early.stderr
+    bad = cli("campaign", "run", plan, "--runs-dir", runs, "--shard", "3/2")
+    assert bad.returncode == 2 and "1 <= K <= N" in bad.stderr
+    refs = tmp_path / "refs.yaml"  # the same plan without approximate runs: exact + quantized 8u/8s
+    refs.write_text(PLAN.replace("retrain: [none, ste]", "retrain: []"))
+    assert "3/3 runs finished" in cli("campaign", "run", refs, "--runs-dir", runs, "--no-progress", check=0).stdout
+    base = runs / "lenet5-synthetic"
+    seen = []
+    for k in (1, 2):
+        out = cli("campaign", "run", plan, "--runs-dir", runs, "--shard", f"{k}/2", "--no-progress", check=0)
+        assert f"(shard {k}/2): 2/2 runs finished" in out.stdout
+        now = sorted(p.parent.name for p in base.glob("approximate-*/result.json"))
+        seen.append([r for r in now if r not in sum(seen, [])])
+    assert [len(s) for s in seen] == [2, 2]  # disjoint halves of the four approximate runs
+    assert any(r.endswith("-noretrain") for r in seen[0]) and any(r.endswith("-ste") for r in seen[0])
+    whole = cli("campaign", "run", plan, "--runs-dir", runs, "--no-progress", check=0)
+    assert "7/7 runs finished" in whole.stdout

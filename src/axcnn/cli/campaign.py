@@ -1,6 +1,7 @@
 """``axcnn campaign``: run a plan of stages and LUTs in time-boxed chunks; tabulate the results.
 
     axcnn campaign run PLAN.yaml --time-budget 20 [--prune]   # exit 75 while unfinished
+    axcnn campaign run PLAN.yaml --shard 2/4                  # the approximate runs of LUTs 2, 6, 10, ...
     axcnn campaign table PLAN.yaml [--json OUT.json]          # Markdown table of finished runs
 """
 
@@ -32,6 +33,9 @@ def add_parser(sub) -> None:
             q.add_argument("--prune", action="store_true", help="delete last.pt of finished runs (best.pt stays)")
             q.add_argument("--download", action="store_true")
             q.add_argument("--no-progress", action="store_true")
+            q.add_argument("--shard", default=None, metavar="K/N",
+                           help="run only the approximate runs of every N-th LUT from the K-th "
+                                "(N processes in parallel; exact and quantized must be finished)")
             q.set_defaults(func=run)
         else:
             q.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
@@ -49,13 +53,15 @@ def _env(args, deadline=None):
 
 
 def run(args) -> int:
-    from ..train.campaign import load_plan, run_campaign
+    from ..train.campaign import load_plan, parse_shard, run_campaign
     from ..train.pipeline import EXIT_INCOMPLETE
 
     plan = load_plan(args.plan)
+    shard = None if args.shard is None else parse_shard(args.shard)
     deadline = None if args.time_budget is None else time.monotonic() + 60.0 * args.time_budget
-    out = run_campaign(plan, _env(args, deadline), prune=args.prune)
-    print(f"campaign {args.plan}: {out['finished']}/{out['total']} runs finished in {out['seconds']:.0f} s"
+    out = run_campaign(plan, _env(args, deadline), prune=args.prune, shard=shard)
+    part = "" if shard is None else f" (shard {shard[0]}/{shard[1]})"
+    print(f"campaign {args.plan}{part}: {out['finished']}/{out['total']} runs finished in {out['seconds']:.0f} s"
           + ("" if out["complete"] else "; rerun to continue"))
     return 0 if out["complete"] else EXIT_INCOMPLETE
 

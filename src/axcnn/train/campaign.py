@@ -18,6 +18,9 @@ and the retraining rules::
 ``run_campaign`` walks the plan in order (exact, quantized per signedness, then every LUT and
 retraining rule), resuming each run where it stopped, until the plan is done or the time
 budget ends (an unfinished campaign returns ``complete = False``; rerun to continue).
+``shard=(k, n)`` runs only the approximate runs of every n-th LUT, from the k-th (1-based), so n
+processes share the approximate runs of one plan (on one GPU, whose small layers leave it idle
+between kernel launches, or on several); the exact and quantized stages must be finished first.
 ``campaign_table`` turns the finished runs into one Markdown table plus JSON rows.
 """
 
@@ -104,9 +107,33 @@ def plan_configs(plan: Plan):
     return out
 
 
-def run_campaign(plan: Plan, env: RunEnv, *, prune: bool = False) -> dict[str, Any]:
-    """Run the plan until done or ``env.deadline``; returns counts and ``complete``."""
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with 1 <= K <= N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like K/N (e.g. 2/4), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ConfigError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def run_campaign(plan: Plan, env: RunEnv, *, prune: bool = False,
+                 shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Run the plan (or one shard of its approximate runs) until done or ``env.deadline``."""
     configs = plan_configs(plan)
+    if shard is not None:
+        from .pipeline import run_name
+
+        k, n = shard
+        missing = [run_name(c) for c, _ in configs if c.stage is not Stage.APPROXIMATE
+                   and not (env.runs_dir / run_name(c) / "result.json").is_file()]
+        if missing:
+            raise ConfigError(f"--shard runs only approximate stages, and {missing[0]} is not finished; "
+                              f"run 'axcnn campaign run PLAN' without --shard first")
+        sources = list(dict.fromkeys(lut.source for lut in plan.luts))
+        mine = set(sources[k - 1::n])   # whole LUTs, so every shard gets each retraining rule
+        configs = [c for c in configs if c[0].stage is Stage.APPROXIMATE and c[1].source in mine]
     for cfg, _ in configs:  # validate every LUT before the first long run
         if cfg.lut:
             load_run_lut(cfg)

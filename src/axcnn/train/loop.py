@@ -53,24 +53,33 @@ def predict(model: nn.Module, data: ImageDataset, batch_size: int = 500) -> torc
     return torch.cat([model(x).argmax(dim=1) for x, _ in data.test_batches(batch_size)])
 
 
+#: steps between progress-bar refreshes; the loss and accuracy stay on the device in between so
+#: the host never waits for the GPU inside an epoch (one sync per refresh and one at the end)
+BAR_REFRESH_STEPS = 50
+
+
 def train_epoch(model: nn.Module, data: ImageDataset, optimizer, batch_size: int,
                 generator: torch.Generator, *, progress: bool = False, desc: str = "train") -> dict[str, float]:
     model.train()
     n = len(data.train_labels)
-    correct, total, loss_sum = 0, 0, 0.0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=data.device)
+    correct = torch.zeros((), dtype=torch.int64, device=data.device)
+    total = 0
     t0 = time.perf_counter()
     bar = tqdm(total=n, desc=desc, unit="img", leave=False, disable=not progress)
-    for x, y in data.train_batches(batch_size, generator=generator):
+    for step, (x, y) in enumerate(data.train_batches(batch_size, generator=generator), 1):
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += float(loss.detach()) * len(y)
-        correct += int((logits.argmax(dim=1) == y).sum())
+        loss_sum += loss.detach().double() * len(y)
+        correct += (logits.detach().argmax(dim=1) == y).sum()
         total += len(y)
         bar.update(len(y))
-        bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{100.0 * correct / total:.1f}")
+        if progress and step % BAR_REFRESH_STEPS == 0:
+            bar.set_postfix(loss=f"{float(loss_sum) / total:.3f}", acc=f"{100.0 * int(correct) / total:.1f}")
     bar.close()
-    return {"train_loss": loss_sum / max(total, 1), "train_accuracy": 100.0 * correct / max(total, 1),
+    loss_total, n_correct = float(loss_sum), int(correct)
+    return {"train_loss": loss_total / max(total, 1), "train_accuracy": 100.0 * n_correct / max(total, 1),
             "train_seconds": time.perf_counter() - t0}
