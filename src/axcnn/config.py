@@ -193,6 +193,10 @@ def resolve_config(model: str, dataset: str, stage: Stage, *, bits: int = 8,
     if "milestones" in optim_over:
         optim_over["milestones"] = tuple(optim_over["milestones"])
     optim = dataclasses.replace(base, **optim_over)
+    if stage is Stage.APPROXIMATE and retrain is Retrain.NONE:
+        optim = dataclasses.replace(optim, epochs=0)  # "no retraining" never trains, whatever else says
+    if not (stage is Stage.APPROXIMATE and retrain is Retrain.ERROR_AWARE):
+        values.pop("window", None)  # the gradient window only matters to error-aware retraining
     return RunConfig(model=model, dataset=dataset, stage=stage, bits=bits, retrain=retrain,
                      optim=optim, **values)
 

@@ -199,3 +199,23 @@ def test_config_diff():
     assert config_diff(a, a) == []
     c = resolve_config("resnet8", "cifar10", Stage.QUANTIZED)
     assert config_diff(a, c) == ["model: 'resnet20' vs 'resnet8'"]
+
+
+def test_no_retraining_never_trains_and_window_only_counts_for_error_aware():
+    from axcnn.config import Retrain, Stage, resolve_config
+    from axcnn.train.pipeline import run_name
+
+    none = resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:trunc6",
+                          retrain=Retrain.NONE, optim_overrides={"epochs": 3}, window=16)
+    assert none.optim.epochs == 0 and none.window == 2
+    ste = resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:trunc6",
+                         retrain=Retrain.STE, optim_overrides={"epochs": 3}, window=16)
+    assert ste.optim.epochs == 3 and ste.window == 2
+    exact = resolve_config("lenet5", "synthetic", Stage.EXACT, window=16)
+    assert exact.window == 2
+    ea = resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:trunc6",
+                        retrain=Retrain.ERROR_AWARE, window=16)
+    ea2 = resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:trunc6",
+                         retrain=Retrain.ERROR_AWARE)
+    assert ea.window == 16 and run_name(ea).endswith("-error_aware-w16")
+    assert run_name(ea2).endswith("-error_aware")

@@ -32,7 +32,7 @@ from ..fileio import write_json
 from ..config import Retrain, RunConfig, Stage, config_diff
 from ..data import ImageDataset, load_dataset
 from ..errors import ConfigError, DataError, LUTError
-from ..lut import MultiplierLUT, load_lut, lut_metrics
+from ..lut import DEFAULT_WINDOW, MultiplierLUT, load_lut, lut_metrics
 from ..models import create_model
 from ..nn import ConversionPlan, Mode, convert_, record_operands
 from ..ops import Backend, GradRule
@@ -83,6 +83,8 @@ def run_name(cfg: RunConfig, lut: MultiplierLUT | None = None) -> str:
     if cfg.stage is Stage.APPROXIMATE:
         lut = lut or load_run_lut(cfg)
         parts += [lut.name, lut.short_hash, "noretrain" if cfg.retrain is Retrain.NONE else cfg.retrain.value]
+        if cfg.retrain is Retrain.ERROR_AWARE and cfg.window != DEFAULT_WINDOW:
+            parts.append(f"w{cfg.window}")
         if cfg.keep_first:
             parts.append(f"first-{cfg.keep_first}")
     return f"{cfg.model}-{cfg.dataset}/" + "-".join(parts)
