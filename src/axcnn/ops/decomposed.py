@@ -357,11 +357,14 @@ class DecomposedBackend(TorchBackend):
         return f"the decomposed backend runs on CPU and CUDA devices, not {device.type}"
 
     # ---- factorisation lookup ----------------------------------------------------------------
-    def factorisation(self, p: IntConvProblem) -> tuple[Factorisation, FactorEntry | None]:
+    def factorisation(self, p: IntConvProblem, signedness: tuple[bool, bool] | None = None
+                      ) -> tuple[Factorisation, FactorEntry | None]:
+        """The factorisation to run ``p`` with (and its cache entry; None for exact products,
+        whose code signedness may be passed in to avoid reading it again)."""
         if p.table is None:
             from .triton_backend import exact_factorisation
 
-            a_s, w_s = self._code_signedness(p)
+            a_s, w_s = signedness or self._code_signedness(p)
             return exact_factorisation(a_s, w_s), None
         entry = factorisation_for(p.table, _signedness_from_offsets(p))
         approx = _APPROX.get(entry.sha)
@@ -380,6 +383,17 @@ class DecomposedBackend(TorchBackend):
         from .triton_backend import code_signedness
         return code_signedness(p)
 
+    @property
+    def weight_cache(self):
+        """This instance's weight-side cache for the fused kernel (see
+        :class:`axcnn.ops.triton_backend.WeightCache`; created on first use)."""
+        c = self.__dict__.get("_weight_cache")
+        if c is None:
+            from .triton_backend import WeightCache
+
+            c = self.__dict__["_weight_cache"] = WeightCache()
+        return c
+
     # ---- forward -----------------------------------------------------------------------------
     def conv2d_acc(self, p: IntConvProblem) -> torch.Tensor:
         return self._forward(p, None, None, None)
@@ -388,22 +402,23 @@ class DecomposedBackend(TorchBackend):
         return self._forward(p, s_a, s_w, bias)
 
     def _forward(self, p: IntConvProblem, s_a, s_w, bias):
-        f, entry = self.factorisation(p)
         if p.table is None:
             a_s, w_s = self._code_signedness(p)
+            f, entry = self.factorisation(p, (a_s, w_s))
             a_off, w_off = (128 if a_s else 0), (128 if w_s else 0)
         else:
+            f, entry = self.factorisation(p)
             a_off, w_off = int(p.a_offset), int(p.w_offset)
         dev = p.qa.device
         if f.exact and _triton_ok(dev):
             from . import triton_backend as tb
 
             s = tb.ConvShape.of(p)
-            n_a, n_w = tb.zero_points(p)
             df = self._device_factorisation(f, entry, dev)
-            a_nhwc = tb.activation_index(p.qa, a_off)
-            return tb.run_tc_conv(a_nhwc, p.qw.float().contiguous(), df, s, n_a, a_off, w_off,
-                                  -n_a + a_off, n_w, s_a=s_a, s_w=s_w, bias=bias)
+            act = tb.activation_operand(p.qa, a_off, tb.CONFIG["tc"]["a_index"])
+            cargs = tb.column_args(p.n_a, p.n_w, s.OC, dev, s_a, s_w, bias)
+            return tb.run_tc_conv(act, p.qw, df, s, cargs, a_off, w_off,
+                                  cache=self.weight_cache, wkey=p.qw)
         acc = self._acc_torch(p, f, a_off, w_off)
         if s_a is None:
             return acc
@@ -465,10 +480,9 @@ class DecomposedBackend(TorchBackend):
 
             s = tb.ConvShape.gemm(M, G, K, N)
             df = self._device_factorisation(f, entry, dev)
-            a8 = a_idx.reshape(M, G * K).to(torch.uint8).contiguous()
-            zeros = torch.zeros(G * N, dtype=torch.float32, device=dev)
-            return tb.run_tc_conv(a8, tb.gemm_weights_as_conv(w_idx), df, s, 0, 0, 0, 0, zeros,
-                                  gemm=True)
+            return tb.run_tc_conv(tb.gemm_operand(a_idx), lambda: tb.gemm_weights_as_conv(w_idx),
+                                  df, s, tb.column_args(0, None, G * N, dev), 0, 0, gemm=True,
+                                  cache=self.weight_cache, wkey=w_idx)
         return factor_gemm_torch(a_idx.to(torch.int64), w_idx.to(torch.int64), f)
 
     # ---- error-aware backward ------------------------------------------------------------------

@@ -5,18 +5,41 @@ Everything is compiled at run time by Triton (no CUDA toolkit, no build step). K
 
 Forward (``conv2d_acc``, ``conv2d_dequant``, ``lut_gemm``):
 
-- activations become uint8 table indices in NHWC (one pass); the im2col happens inside the
-  kernels (implicit GEMM), padding taps read the index of the code of real zero;
+- the kernels read the float activation codes as they come (any strides) and do the im2col
+  themselves (implicit GEMM); padding taps read the index of the code of real zero. Only the
+  tensor-core kernel reads uint8 NHWC indices from a separate pass by default (its K tiles
+  gather along channels; ``CONFIG[kind]["a_index"]`` switches each kernel kind);
 - LUT products on CUDA cores with int32 accumulators:
-  *per-tap tables* T[g, k, v, n] = LUT[v, w[g, k, n]] - mid (int16, built once per call from
-  the weights, G*K*R*Np entries) turn every (output row, tap) into one contiguous row read --
-  no random shared-memory lookups and no bank conflicts; when these tables would not fit in
-  L2 (very wide layers, 4096^3 GEMMs) the *direct* kernel gathers LUT[a, w] from a 16-bit LUT
-  that stays in L1; depthwise/channel-multiplier convs have their own kernel;
+  *per-tap tables* T[g, k, v, n] = LUT[v, w[g, k, n]] - mid (int16, G*K*R*Np entries, built
+  from the weights) turn every (output row, tap) into one contiguous row read -- no random
+  shared-memory lookups and no bank conflicts; when these tables would be too large for
+  grouped convs the *direct* kernel gathers LUT[a, w] from a 16-bit LUT that stays in L1;
+  depthwise/channel-multiplier convs have their own kernel;
 - exact products (quantized mode, ``table is None``) run on int8 tensor cores through the
   decomposed kernel with the one-term factorisation of the exact product;
 - the zero-point cross terms and, in ``conv2d_dequant``, the dequantisation and bias are fused
   into the epilogue with the same IEEE operations as the unfused path (bit-identical output).
+
+Per call, a LUT conv is then one kernel launch when its weight side is cached (see below), two
+when it is not (weight prep + main kernel); the tensor-core path adds the activation index pass.
+
+Weight-side cache (inference). Everything derived from the weights alone -- the per-tap tables,
+uint8 weight indices or int8 maps V_t(W), and the per-column sums ``colw``/``wsum`` -- is kept
+per backend instance in a :class:`WeightCache`, keyed by the identity of the weight tensor
+(``IntConvProblem.qw``; ``w_idx`` for ``lut_gemm``), its ``_version`` and data pointer, the LUT
+(identity of its int16 copy) or factorisation, offsets and shape. A tensor is stored the second
+time it is seen unchanged (a training step quantizes fresh weights each call and never fills
+the cache), never when it requires grad or is an inference tensor (no version counter), and
+the cache is bounded (:data:`WEIGHT_CACHE_MAX`, :data:`WEIGHT_CACHE_ENTRY_MAX`); entries go
+when their tensor is freed or modified in place. Zero points, scales and bias are never
+cached: they are read by the main kernel on every call. Results are identical with and
+without the cache (``WEIGHT_CACHE = False`` switches it off).
+
+Host synchronisation in the forward path: none for LUT problems (n_a is a Python number
+turned into a cached one-element device tensor, or a device tensor used as is). Exceptions:
+the first use of a LUT tensor (:func:`lut_table16` reads its range), and exact products
+(``table is None``) on problems without a ``signed`` attribute (:func:`code_signedness`
+reads the code minima).
 
 Backward (error-aware rule, ``error_aware_grads``): per-tap float32 tables of the gradient
 tables, one contiguous row per (row, tap) again; the input gradient is folded with ``F.fold``.
@@ -29,9 +52,10 @@ the kernels also run on CPU tensors through Triton's interpreter (used by the CP
 
 from __future__ import annotations
 
-import math
+import functools
 import os
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -47,13 +71,18 @@ TAP_TABLE_MAX = 1 << 30
 FORCE_MODE: str | None = None
 #: per-tap gradient tables larger than this (bytes) fall back to the torch backend's gathers
 GRAD_TABLE_MAX = 160 << 20
-#: kernel configuration overrides (benchmarks sweep these)
+#: weight-side cache switch and bounds (bytes per backend instance / per entry)
+WEIGHT_CACHE = True
+WEIGHT_CACHE_MAX = 1 << 30
+WEIGHT_CACHE_ENTRY_MAX = 256 << 20
+#: kernel configuration overrides (benchmarks sweep these); ``a_index``: read uint8 NHWC
+#: indices from a separate pass instead of the float codes
 CONFIG: dict[str, dict] = {
-    "lut": {"BM": None, "BN": None, "num_warps": 4, "unroll": 4},
+    "lut": {"BM": None, "BN": None, "num_warps": 4, "unroll": 4, "a_index": False},
     "direct": {"BM": 64, "BN": None, "num_warps": 4, "unroll": 4},
-    "dw": {"BM": 64, "BO": 32, "num_warps": 4, "unroll": 3},
+    "dw": {"BM": 64, "BO": 32, "num_warps": 4, "unroll": 3, "a_index": False},
     "ea_gx": {"unroll": 2},
-    "tc": {"BM": 128, "BN": None, "BK": 64, "num_warps": 4, "num_stages": 3},
+    "tc": {"BM": 128, "BN": None, "BK": 64, "num_warps": 4, "num_stages": 3, "a_index": True},
 }
 
 
@@ -76,10 +105,15 @@ def triton_status() -> str | None:
     return _STATUS[0]
 
 
+_KERNELS: list = []
+
+
 def kernels():
-    """The Triton kernel module (imports Triton)."""
-    from .gpu import kernels as k
-    return k
+    """The Triton kernel module (imports Triton on first use)."""
+    if not _KERNELS:
+        from .gpu import kernels as k
+        _KERNELS.append(k)
+    return _KERNELS[0]
 
 
 def device_ok(device: torch.device) -> str | None:
@@ -93,8 +127,12 @@ def device_ok(device: torch.device) -> str | None:
     return triton_status()
 
 
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 # --------------------------------------------------------------------------------------------
-# operand preparation
+# shapes and geometry
 
 @dataclass(frozen=True)
 class ConvShape:
@@ -138,16 +176,33 @@ class ConvShape:
 
     @classmethod
     def of(cls, p: IntConvProblem) -> "ConvShape":
-        B, C, H, W = p.qa.shape
-        OC, _, kh, kw = p.qw.shape
-        g = p.geometry
-        oh, ow = g.output_hw(H, W, kh, kw)
-        return cls(B, C, H, W, OC, g.groups, kh, kw, oh, ow, tuple(g.stride), tuple(g.padding),
-                   tuple(g.dilation))
+        """The shape of a problem (cached per (activation shape, weight shape, geometry))."""
+        return _conv_shape(tuple(p.qa.shape), tuple(p.qw.shape), p.geometry)
 
     @classmethod
     def gemm(cls, M: int, G: int, K: int, N: int) -> "ConvShape":
-        return cls(M, G * K, 1, 1, G * N, G, 1, 1, 1, 1, (1, 1), (0, 0), (1, 1))
+        return _gemm_shape(M, G, K, N)
+
+
+@functools.lru_cache(maxsize=1024)
+def _conv_shape(a_shape, w_shape, g) -> ConvShape:
+    B, C, H, W = a_shape
+    OC, _, kh, kw = w_shape
+    oh, ow = g.output_hw(H, W, kh, kw)
+    return ConvShape(B, C, H, W, OC, g.groups, kh, kw, oh, ow, tuple(g.stride),
+                     tuple(g.padding), tuple(g.dilation))
+
+
+@functools.lru_cache(maxsize=256)
+def _gemm_shape(M: int, G: int, K: int, N: int) -> ConvShape:
+    return ConvShape(M, G * K, 1, 1, G * N, G, 1, 1, 1, 1, (1, 1), (0, 0), (1, 1))
+
+
+@functools.lru_cache(maxsize=256)
+def _dw_shape(s: ConvShape) -> ConvShape:
+    """The depthwise problem as OC groups of one output column each (weight-side layout)."""
+    return ConvShape(s.B, s.OC, s.H, s.W, s.OC, s.OC, s.kh, s.kw, s.OH, s.OW, s.stride,
+                     s.padding, s.dilation)
 
 
 def padded_n(ng: int, block: int = 64) -> int:
@@ -161,17 +216,24 @@ def padded_n(ng: int, block: int = 64) -> int:
 _GEOM_CACHE: dict = {}
 
 
-def geometry_tables(s: ConvShape, device: torch.device, pad_to: int = 1):
-    """int32 koff, kdy, kdx per tap k = (ky, kx, c), zero-padded to a multiple of ``pad_to``."""
-    key = (s.C, s.W, s.kh, s.kw, s.Cg, s.dilation, str(device), pad_to)
+def geometry_tables(s: ConvShape, device: torch.device, strides=None, pad_to: int = 1):
+    """int32 koff, kdy, kdx per tap k = (ky, kx, c), zero-padded to a multiple of ``pad_to``.
+
+    koff is the element offset of the tap relative to the window origin for activation
+    element strides ``strides`` = (channel, row, column); default: contiguous NHWC (the
+    layout of :func:`activation_index`)."""
+    if strides is None:
+        strides = (1, s.W * s.C, s.C)
+    key = (s.kh, s.kw, s.Cg, s.dilation, tuple(strides), device, pad_to)
     hit = _GEOM_CACHE.get(key)
     if hit is not None:
         return hit
+    sc, sh, sw = strides
     dh, dw = s.dilation
     ky = torch.arange(s.kh).view(-1, 1, 1)
     kx = torch.arange(s.kw).view(1, -1, 1)
     c = torch.arange(s.Cg).view(1, 1, -1)
-    koff = ((ky * dh * s.W + kx * dw) * s.C + c).reshape(-1)
+    koff = (ky * dh * sh + kx * dw * sw + c * sc).reshape(-1)
     kdy = (ky * dh + 0 * kx + 0 * c).reshape(-1)
     kdx = (kx * dw + 0 * ky + 0 * c).reshape(-1)
     K = koff.numel()
@@ -186,6 +248,57 @@ def geometry_tables(s: ConvShape, device: torch.device, pad_to: int = 1):
         _GEOM_CACHE.clear()
     _GEOM_CACHE[key] = out
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# small device constants (built once per device: no allocation or copy per call)
+
+_CONST: dict = {}
+
+
+def _dummy(device, dtype=torch.int64) -> torch.Tensor:
+    """A one-element zero tensor for unused pointer arguments (never written)."""
+    key = ("dummy", device, dtype)
+    hit = _CONST.get(key)
+    if hit is None:
+        hit = _CONST[key] = torch.zeros(1, dtype=dtype, device=device)
+    return hit
+
+
+def _na_tensor(n_a, device) -> torch.Tensor:
+    """n_a as a one-element int64 device tensor: a cached constant for a Python number,
+    ``round(n_a)`` computed on the device (no host sync) for a tensor."""
+    if isinstance(n_a, torch.Tensor):
+        return n_a.reshape(1).to(device).round().to(torch.int64)
+    key = ("n_a", int(round(float(n_a))), device)
+    hit = _CONST.get(key)
+    if hit is None:
+        if len(_CONST) > 4096:
+            _CONST.clear()
+        hit = _CONST[key] = torch.full((1,), key[1], dtype=torch.int64, device=device)
+    return hit
+
+
+# --------------------------------------------------------------------------------------------
+# activation operand
+
+@dataclass(slots=True)
+class ActOperand:
+    """Activations as the forward kernels read them: element (b, c, h, w) is
+    ``t[b*sb + c*sc + h*sh + w*sw]`` with ``strides = (sb, sc, sh, sw)``; ``codes``: the
+    values are codes (float or integer) with table index ``(value + x_off) mod 256``, else
+    uint8 table indices (``x_off`` 0); ``a64``: offsets need 64 bits."""
+
+    t: torch.Tensor
+    strides: tuple[int, int, int, int]
+    x_off: int
+    a64: bool
+    codes: bool = True
+
+
+def _needs64(t: torch.Tensor) -> bool:
+    extent = 1 + sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride()) if n > 0)
+    return extent >= (1 << 31)
 
 
 def activation_index(qa: torch.Tensor, a_off: int) -> torch.Tensor:
@@ -204,8 +317,23 @@ def activation_index(qa: torch.Tensor, a_off: int) -> torch.Tensor:
     return out
 
 
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+def activation_operand(qa: torch.Tensor, a_off: int, index_pass: bool = False) -> ActOperand:
+    """The float codes (B, C, H, W) read directly (any strides; no pass), or, ``index_pass``,
+    their uint8 NHWC indices from :func:`activation_index` (one extra launch)."""
+    if index_pass:
+        idx = activation_index(qa, a_off)
+        sb, sh, sw, sc = idx.stride()
+        return ActOperand(idx, (sb, sc, sh, sw), 0, _needs64(idx), codes=False)
+    x = qa if qa.dtype == torch.float32 else qa.float()
+    return ActOperand(x, tuple(x.stride()), int(a_off), _needs64(x))
+
+
+def gemm_operand(a_idx: torch.Tensor) -> ActOperand:
+    """(M, G, K) table indices (any integer dtype) as the activations of a 1x1 conv with
+    B = M, C = G*K, H = W = 1 (read in place when the reshape is a view)."""
+    M, G, K = a_idx.shape
+    a2 = a_idx.reshape(M, G * K)
+    return ActOperand(a2, (a2.stride(0), a2.stride(1), 0, 0), 0, _needs64(a2))
 
 
 def weight_index(qw: torch.Tensor, groups: int, w_off: int) -> torch.Tensor:
@@ -216,17 +344,77 @@ def weight_index(qw: torch.Tensor, groups: int, w_off: int) -> torch.Tensor:
     return (w + w_off).round().to(torch.int64)
 
 
-def zero_points(p: IntConvProblem) -> tuple[int, torch.Tensor]:
-    """(n_a as int, n_w as a contiguous float32 (OC,) tensor of exact integers)."""
-    n_a = int(round(float(p.n_a)))
-    n_w = p.n_w.reshape(-1).to(p.qa.device)
-    if n_w.numel() == 1:
-        n_w = n_w.expand(p.qw.shape[0])
-    return n_a, n_w.float().contiguous()
+def gemm_weights_as_conv(w_idx: torch.Tensor) -> torch.Tensor:
+    """(G, K, N) weight indices -> float 'codes' (G*N, K, 1, 1) for the conv path (offset 0)."""
+    G, K, N = w_idx.shape
+    return w_idx.permute(0, 2, 1).reshape(G * N, K, 1, 1).float().contiguous()
 
 
-def _dummy(device, dtype=torch.int64):
-    return torch.zeros(1, dtype=dtype, device=device)
+# --------------------------------------------------------------------------------------------
+# per-call epilogue operands
+
+@dataclass(slots=True)
+class ColumnArgs:
+    """Per-call operands of the kernels' epilogue (never cached): n_a as a one-element int64
+    tensor, n_w and s_w as float32 vectors read with a stride (0: one value for every
+    column), s_a (float32, one element) and bias (float32); dummies where absent."""
+
+    na: torch.Tensor
+    nw: torch.Tensor
+    nw_st: int
+    sa: torch.Tensor
+    sw: torch.Tensor
+    sw_st: int
+    bias: torch.Tensor
+    dequant: bool
+    has_bias: bool
+
+    def cols(self, n0: int, n1: int) -> "ColumnArgs":
+        """The operands of output channels n0:n1."""
+        return replace(self, nw=self.nw[n0:n1] if self.nw_st else self.nw,
+                       sw=self.sw[n0:n1] if self.sw_st else self.sw,
+                       bias=self.bias[n0:n1] if self.has_bias else self.bias)
+
+    def scale(self, OC: int) -> torch.Tensor:
+        """float64 (OC,) float64(s_a) * float64(s_w) (the unfused dequantisation)."""
+        sw = self.sw if self.sw_st else self.sw[:1].expand(OC)
+        return self.sa.double() * sw.double()
+
+
+def _on(t: torch.Tensor, device) -> torch.Tensor:
+    return t if t.device == device else t.to(device)
+
+
+def _column_vector(t: torch.Tensor, device) -> tuple[torch.Tensor, int]:
+    """(float32 vector view, element stride) of a per-column operand; stride 0 for one value
+    (or an expanded view), so nothing is copied."""
+    t = _on(t.reshape(-1), device)
+    if t.dtype != torch.float32:
+        t = t.float()
+    return t, (0 if t.numel() == 1 else t.stride(0))
+
+
+def column_args(n_a, n_w: torch.Tensor | None, OC: int, device, s_a=None, s_w=None,
+                bias=None) -> ColumnArgs:
+    """The epilogue operands of one call (views and cached constants; no host sync)."""
+    f32 = _dummy(device, torch.float32)
+    na = _na_tensor(n_a, device)
+    nw, nw_st = (f32, 0) if n_w is None else _column_vector(n_w, device)
+    if s_a is None:
+        sa, sw, sw_st = f32, f32, 0
+    else:
+        if not isinstance(s_a, torch.Tensor):
+            s_a = torch.tensor(float(s_a))
+        sa = _on(s_a.reshape(1), device)
+        sa = sa if sa.dtype == torch.float32 else sa.float()
+        sw, sw_st = _column_vector(s_w if isinstance(s_w, torch.Tensor)
+                                   else torch.tensor(float(s_w)), device)
+    if bias is not None:
+        bias = _on(bias, device)
+        bias = bias if bias.dtype == torch.float32 and bias.is_contiguous() else \
+            bias.float().contiguous()
+    return ColumnArgs(na, nw, nw_st, sa, sw, sw_st, f32 if bias is None else bias,
+                      s_a is not None, bias is not None)
 
 
 def _out_layout(s: ConvShape, gemm: bool):
@@ -242,52 +430,154 @@ def _alloc_out(s: ConvShape, gemm: bool, dequant: bool, device):
     return torch.empty(shape, dtype=dtype, device=device), strides
 
 
-@dataclass
-class Epilogue:
-    """Per-column epilogue operands, padded to (G*NP,)."""
+# --------------------------------------------------------------------------------------------
+# weight-side operands and their cache
 
-    colc: torch.Tensor          # int64: constant per output column
-    nw: torch.Tensor            # int64: weight zero points
-    scale: torch.Tensor | None  # float64 s_a*s_w (fused dequantisation) or None
-    bias: torch.Tensor | None   # float32 (OC,) unpadded, or None
+@dataclass(slots=True)
+class PreparedWeights:
+    """Everything a forward kernel needs from the weights: ``tab`` (per-tap table, uint8
+    weight indices or int8 maps V_t(W)), ``colw`` = cconst + sum_k beta(w) and ``wsum`` =
+    sum_k w per padded column (int64 (G*NP,)), NP the padded columns per group."""
 
+    tab: torch.Tensor
+    colw: torch.Tensor
+    wsum: torch.Tensor
+    NP: int
 
-def column_epilogue(qw: torch.Tensor, s: ConvShape, NP: int, n_a: int, w_off: int,
-                    n_w: torch.Tensor, cconst: int, beta: torch.Tensor | None = None,
-                    s_a=None, s_w=None, bias=None) -> Epilogue:
-    """One kernel: colc = cconst + sum_k beta(w) + n_a*sum_k w + K*n_a*n_w, n_w, s_a*s_w."""
-    dev = qw.device
-    G = s.G
-    colc = torch.empty(G * NP, dtype=torch.int64, device=dev)
-    nwo = torch.empty(G * NP, dtype=torch.int64, device=dev)
-    scale = None if s_a is None else torch.empty(G * NP, dtype=torch.float64, device=dev)
-    if s_a is not None:
-        s_a = s_a.to(dev).reshape(1).float().contiguous()
-        s_w = s_w.to(dev).reshape(-1).float().contiguous()
-    BN = 32
-    kernels().prep_cols_kernel[(G, triton_cdiv(NP, BN))](
-        qw, n_w, beta if beta is not None else _dummy(dev), s_a if s_a is not None else
-        _dummy(dev, torch.float32), s_w if s_w is not None else _dummy(dev, torch.float32),
-        colc, nwo, scale if scale is not None else _dummy(dev, torch.float64),
-        s.K, s.Ng, NP, s.Cg, s.kh * s.kw, w_off, n_a, int(cconst),
-        BN=BN, BK=128, HAS_BETA=beta is not None, SCALE=scale is not None,
-        SW_VEC=s_w is not None and s_w.numel() > 1, num_warps=4)
-    if bias is not None:
-        bias = bias.to(dev).float().contiguous()
-    return Epilogue(colc, nwo, scale, bias)
+    @property
+    def nbytes(self) -> int:
+        return self.tab.numel() * self.tab.element_size() + 2 * self.colw.numel() * 8
 
 
-def gemm_weights_as_conv(w_idx: torch.Tensor) -> torch.Tensor:
-    """(G, K, N) weight indices -> float 'codes' (G*N, K, 1, 1) for the conv path (offset 0)."""
-    G, K, N = w_idx.shape
-    return w_idx.permute(0, 2, 1).reshape(G * N, K, 1, 1).float().contiguous()
+class _Entry:
+    __slots__ = ("ref", "version", "ptr", "deps", "value", "nbytes", "finalizer")
+
+    def __init__(self, ref, version, ptr, deps):
+        self.ref, self.version, self.ptr, self.deps = ref, version, ptr, deps
+        self.value, self.nbytes, self.finalizer = None, 0, None
+
+
+def _drop_dead(cache_ref, key) -> None:
+    cache = cache_ref()
+    if cache is not None:
+        e = cache._entries.get(key)
+        if e is not None and e.ref() is None:
+            cache._remove(key)
+
+
+class WeightCache:
+    """Weight-side operands of the weight tensors a backend has seen (one per instance).
+
+    ``get(wt, sig, deps, build)`` returns ``build()``'s :class:`PreparedWeights` for the weight
+    tensor ``wt``, reusing an earlier result when ``wt`` is the same tensor object, with the
+    same ``_version`` and data pointer, and ``sig`` (hashable: kernel kind, shape, offsets)
+    and ``deps`` (objects compared by identity: the LUT's int16 copy, the device
+    factorisation) are equal. A result is stored the second time the same unchanged tensor is
+    seen, so tensors used once (training) cost only a small marker; tensors that require grad
+    or have no version counter (inference tensors) are never cached, nor are results built
+    during CUDA graph capture. Stored bytes are bounded by ``max_bytes`` (default
+    :data:`WEIGHT_CACHE_MAX`; results above :data:`WEIGHT_CACHE_ENTRY_MAX` are not stored, and
+    a full cache stores nothing new rather than evicting live entries: inference runs the
+    layers in a cycle, where LRU eviction would never hit). An entry is dropped when its
+    tensor is freed (``weakref.finalize``) or seen modified.
+    """
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, max_bytes: int | None = None):
+        self.max_bytes = max_bytes
+        self._entries: dict = {}
+        self.bytes = 0
+        self.hits = self.misses = self.stores = 0
+
+    def __len__(self) -> int:
+        return sum(1 for e in self._entries.values() if e.value is not None)
+
+    def clear(self) -> None:
+        for key in list(self._entries):
+            self._remove(key)
+
+    def _remove(self, key) -> None:
+        e = self._entries.pop(key, None)
+        if e is not None:
+            self.bytes -= e.nbytes
+            if e.finalizer is not None:
+                e.finalizer.detach()
+
+    @staticmethod
+    def cacheable(wt) -> bool:
+        return (WEIGHT_CACHE and isinstance(wt, torch.Tensor) and not wt.requires_grad
+                and not wt.is_inference())
+
+    def get(self, wt: torch.Tensor, sig: tuple, deps: tuple, build):
+        if not self.cacheable(wt):
+            self.misses += 1
+            return build()
+        key = (id(wt), sig)
+        e = self._entries.get(key)
+        version, ptr = wt._version, wt.data_ptr()
+        same = (e is not None and e.ref() is wt and e.version == version and e.ptr == ptr
+                and len(e.deps) == len(deps) and all(a is b for a, b in zip(e.deps, deps)))
+        if same and e.value is not None:
+            self.hits += 1
+            return e.value
+        self.misses += 1
+        value = build()
+        if same:
+            self._store(key, e, wt, value)
+        else:
+            if e is not None:
+                self._remove(key)
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._prune()
+            self._entries[key] = _Entry(weakref.ref(wt), version, ptr, deps)
+        return value
+
+    def _store(self, key, e: _Entry, wt: torch.Tensor, value: PreparedWeights) -> None:
+        limit = WEIGHT_CACHE_MAX if self.max_bytes is None else self.max_bytes
+        nbytes = value.nbytes
+        if nbytes > WEIGHT_CACHE_ENTRY_MAX or self.bytes + nbytes > limit:
+            return
+        if wt.is_cuda and torch.cuda.is_current_stream_capturing():
+            return      # built inside a graph capture: the tables exist only after replay
+        e.value, e.nbytes = value, nbytes
+        e.finalizer = weakref.finalize(wt, _drop_dead, weakref.ref(self), key)
+        e.finalizer.atexit = False
+        self.bytes += nbytes
+        self.stores += 1
+
+    def _prune(self) -> None:
+        """Drop dead and value-less entries (oldest first) until there is room."""
+        for key in [k for k, e in self._entries.items() if e.ref() is None]:
+            self._remove(key)
+        for key in [k for k, e in self._entries.items() if e.value is None]:
+            if len(self._entries) < self.MAX_ENTRIES // 2:
+                break
+            self._remove(key)
+        while len(self._entries) >= self.MAX_ENTRIES:
+            self._remove(next(iter(self._entries)))
+
+
+def _weights_fn(weights):
+    """A zero-argument callable giving the float32 contiguous weight codes (built only on a
+    cache miss)."""
+    if callable(weights):
+        return weights
+    return lambda: weights.float().contiguous()
+
+
+def _prepared(cache: WeightCache | None, wkey, sig, deps, build) -> PreparedWeights:
+    if cache is None or wkey is None:
+        return build()
+    return cache.get(wkey, sig, deps, build)
 
 
 # --------------------------------------------------------------------------------------------
 # LUT kernels
 
 def lut_table16(table: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """The LUT as int16 (table - mid) and mid (every <=8x8-bit LUT spans at most 2^16 values)."""
+    """The LUT as int16 (table - mid) and mid (every <=8x8-bit LUT spans at most 2^16 values).
+    Reads the table's range on the host (one sync; cached per table by :func:`cached_lut16`)."""
     t = table.to(torch.int32)
     tmin, tmax = int(t.min()), int(t.max())
     if tmax - tmin > 65535:
@@ -301,9 +591,7 @@ _LUT16_CACHE: dict = {}
 
 def cached_lut16(table: torch.Tensor) -> tuple[torch.Tensor, int]:
     """lut_table16 of a LUT tensor, cached by identity (layers keep their LUT buffers)."""
-    import weakref
-
-    key = (table.data_ptr(), table._version, tuple(table.shape), str(table.device))
+    key = (id(table), table.data_ptr(), table._version, table.shape, table.device)
     hit = _LUT16_CACHE.get(key)
     if hit is not None and hit[0]() is table:
         return hit[1], hit[2]
@@ -325,99 +613,124 @@ def lut_mode(s: ConvShape, R: int) -> str:
     return "direct"
 
 
-def run_lut_conv(a_nhwc, qw, lut16: torch.Tensor, mid: int, s: ConvShape, n_a: int, a_off: int,
-                 w_off: int, pad_idx: int, n_w: torch.Tensor, *, s_a=None, s_w=None, bias=None,
-                 gemm: bool = False, mode: str | None = None):
+def prepare_lut_weights(qw: torch.Tensor, lut16: torch.Tensor, mid: int, s: ConvShape,
+                        w_off: int, mode: str, NP: int | None = None) -> PreparedWeights:
+    """One launch of ``prep_lut_kernel``: the per-tap table (G, K, R, NP) int16 ("tap") or the
+    uint8 weight indices (G, K, NP) ("direct"), and colw = K*mid, wsum = sum_k w per column."""
+    dev = qw.device
+    G, K, Ng = s.G, s.K, s.Ng
+    NP = padded_n(Ng) if NP is None else NP
+    R, CW = lut16.shape
+    direct = mode == "direct"
+    RB, CBN = 32, 32
+    cols = torch.empty((2, G * NP), dtype=torch.int64, device=dev)
+    n_col = triton_cdiv(NP, CBN)
+    if direct:
+        tab = torch.empty((G, K, NP), dtype=torch.uint8, device=dev)
+        n_rb, n_tab = 1, K
+    else:
+        tab = torch.empty((G, K, R, NP), dtype=torch.int16, device=dev)
+        n_rb = triton_cdiv(R, RB)
+        n_tab = K * n_rb
+    if G:
+        kernels().prep_lut_kernel[(n_col + n_tab, G)](
+            qw, lut16, tab, cols[0], cols[1], K, Ng, NP, R, CW, s.Cg, s.kh * s.kw, w_off,
+            K * mid, n_col, n_rb, BN=max(16, min(NP, 64)), RB=RB, CBN=CBN, BK=128,
+            DIRECT=direct, num_warps=4)
+    return PreparedWeights(tab, cols[0], cols[1], NP)
+
+
+def run_lut_conv(act: ActOperand, weights, lut16: torch.Tensor, mid: int, s: ConvShape,
+                 cargs: ColumnArgs, a_off: int, w_off: int, *, gemm: bool = False,
+                 mode: str | None = None, cache: WeightCache | None = None, wkey=None):
     """LUT conv/GEMM through the per-tap or direct kernel; int64 or fused float32 output.
-    Per-tap tables over TAP_TABLE_MAX are used in chunks of output channels (groups == 1)."""
-    dev = a_nhwc.device
-    R = lut16.shape[0]
+
+    ``weights``: the float weight codes (OC, Cg, kh, kw) or a callable giving them (only
+    called when the weight side is built); ``cache``/``wkey``: the weight cache and the tensor
+    that identifies the weights in it. Per-tap tables over TAP_TABLE_MAX are built and used
+    in chunks of output channels (groups == 1; never cached)."""
+    dev = act.t.device
+    R, CW = lut16.shape
     mode = mode or lut_mode(s, R)
-    out, strides = _alloc_out(s, gemm, s_a is not None, dev)
+    out, strides = _alloc_out(s, gemm, cargs.dequant, dev)
     if out.numel() == 0:
         return out
+    wfn = _weights_fn(weights)
     per_col = s.K * R * 2
     if mode == "tap" and s.G == 1 and s.OC > 16 and padded_n(s.OC) * per_col > TAP_TABLE_MAX:
         step = max(16, (TAP_TABLE_MAX // per_col) // 64 * 64)
-    else:
-        step = s.OC
-    sw_vec = s_w is not None and s_w.numel() > 1
-    for n0 in range(0, s.OC, step):
-        n1 = min(s.OC, n0 + step)
-        sub = s if (n0, n1) == (0, s.OC) else ConvShape(
-            s.B, s.C, s.H, s.W, n1 - n0, 1, s.kh, s.kw, s.OH, s.OW, s.stride, s.padding, s.dilation)
-        view = out if sub is s else (out[:, :, n0:n1] if gemm else out[:, n0:n1])
-        _run_lut_chunk(a_nhwc, qw[n0:n1], lut16, mid, sub, n_a, a_off, w_off, pad_idx,
-                       n_w[n0:n1], view, strides, mode,
-                       s_a=s_a, s_w=(s_w.reshape(-1)[n0:n1] if sw_vec else s_w),
-                       bias=None if bias is None else bias[n0:n1])
+        qw = wfn()
+        for n0 in range(0, s.OC, step):
+            n1 = min(s.OC, n0 + step)
+            sub = ConvShape(s.B, s.C, s.H, s.W, n1 - n0, 1, s.kh, s.kw, s.OH, s.OW, s.stride,
+                            s.padding, s.dilation)
+            view = out[:, :, n0:n1] if gemm else out[:, n0:n1]
+            prep = prepare_lut_weights(qw[n0:n1], lut16, mid, sub, w_off, mode)
+            _launch_lut(act, prep, lut16, sub, cargs.cols(n0, n1), a_off, view, strides, mode)
+        return out
+    sig = ("lut", mode, s.G, s.K, s.Ng, R, CW, w_off)
+    prep = _prepared(cache, wkey, sig, (lut16,),
+                     lambda: prepare_lut_weights(wfn(), lut16, mid, s, w_off, mode))
+    _launch_lut(act, prep, lut16, s, cargs, a_off, out, strides, mode)
     return out
 
 
-def _run_lut_chunk(a_nhwc, qw, lut16, mid, s, n_a, a_off, w_off, pad_idx, n_w, out, strides,
-                   mode, *, s_a=None, s_w=None, bias=None):
-    k = kernels()
-    dev = a_nhwc.device
+@functools.lru_cache(maxsize=1024)
+def _lut_plan(M: int, NP: int, G: int, K: int, direct: bool, BMc, BNc):
+    """(BM, BN, grid, ACC64) of the LUT kernel for one shape and configuration."""
+    BN = BNc or min(NP, 64)
+    BM = BMc or (128 if BN <= 32 else 64)
+    return BM, BN, (triton_cdiv(M, BM), NP // BN, G), K * 32768 >= (1 << 31)
+
+
+def _launch_lut(act: ActOperand, prep: PreparedWeights, lut16, s: ConvShape, cargs: ColumnArgs,
+                a_off: int, out, strides, mode: str) -> None:
+    dev = act.t.device
     R, CW = lut16.shape
-    G, K, Ng = s.G, s.K, s.Ng
-    NP = padded_n(Ng)
-    qw = qw.contiguous()
-    ep = column_epilogue(qw, s, NP, n_a, w_off, n_w.contiguous(), K * mid, None, s_a, s_w, bias)
-    koff, kdy, kdx = geometry_tables(s, dev)
     direct = mode == "direct"
-    RB = 32
-    if direct:
-        tab = torch.empty((G, K, NP), dtype=torch.uint8, device=dev)
-        grid_p = (K, G, 1)
-    else:
-        tab = torch.empty((G, K, R, NP), dtype=torch.int16, device=dev)
-        grid_p = (K, G, triton_cdiv(R, RB))
-    k.prep_lut_kernel[grid_p](qw, lut16, tab, K, Ng, NP, R, CW, s.Cg, s.kh * s.kw, w_off,
-                              BN=min(NP, 64), RB=RB, DIRECT=direct, num_warps=4)
     cfg = CONFIG["direct" if direct else "lut"]
-    BN = cfg["BN"] or min(NP, 64)
-    BM = cfg["BM"] or (128 if BN <= 32 else 64)
+    BM, BN, grid, acc64 = _lut_plan(s.M, prep.NP, s.G, s.K, direct, cfg["BM"], cfg["BN"])
+    koff, kdy, kdx = geometry_tables(s, dev, act.strides[1:])
     sb, sn, sl = strides
-    grid = (triton_cdiv(s.M, BM), NP // BN, G)
-    k.lut_kernel[grid](
-        a_nhwc, lut16 if direct else tab, tab if direct else _dummy(dev, torch.uint8),
-        koff, kdy, kdx, ep.colc, ep.nw,
-        ep.scale if ep.scale is not None else _dummy(dev, torch.float64),
-        ep.bias if ep.bias is not None else _dummy(dev, torch.float32), out,
-        s.M, K, Ng, NP, R, CW, s.H, s.W, s.C, s.Cg, s.OH, s.OW, s.stride[0], s.stride[1],
-        s.padding[0], s.padding[1], pad_idx, a_off, sb, sn, sl,
-        BM=BM, BN=BN, DIRECT=direct, DEQUANT=ep.scale is not None,
-        HAS_BIAS=ep.bias is not None, ACC64=K * 32768 >= (1 << 31), UNROLL=cfg["unroll"],
+    kernels().lut_kernel[grid](
+        act.t, lut16 if direct else prep.tab, prep.tab if direct else _dummy(dev, torch.uint8),
+        koff, kdy, kdx, prep.colw, prep.wsum, cargs.na, cargs.nw, cargs.sa, cargs.sw,
+        cargs.bias, out,
+        s.M, s.K, s.Ng, prep.NP, R, CW, s.H, s.W, s.Cg, s.OH, s.OW, s.stride[0], s.stride[1],
+        s.padding[0], s.padding[1], *act.strides, act.x_off, a_off, cargs.nw_st, cargs.sw_st,
+        sb, sn, sl,
+        BM=BM, BN=BN, DIRECT=direct, DEQUANT=cargs.dequant, HAS_BIAS=cargs.has_bias,
+        ACC64=acc64, A64=act.a64, CODES=act.codes, UNROLL=cfg["unroll"],
         num_warps=cfg["num_warps"])
 
 
-def run_dw_conv(a_nhwc, qw, table16: torch.Tensor, mid: int, s: ConvShape, n_a: int, a_off: int,
-                w_off: int, pad_idx: int, n_w: torch.Tensor, *, s_a=None, s_w=None, bias=None):
+def run_dw_conv(act: ActOperand, weights, table16: torch.Tensor, mid: int, s: ConvShape,
+                cargs: ColumnArgs, a_off: int, w_off: int, *, cache: WeightCache | None = None,
+                wkey=None):
     """Grouped conv with one input channel per group (depthwise, channel multipliers)."""
-    k = kernels()
-    dev = a_nhwc.device
+    dev = act.t.device
     OC, K = s.OC, s.K
     R, CW = table16.shape
-    # per output channel = one 'group' of one column for the epilogue kernel
-    s1 = ConvShape(s.B, OC, s.H, s.W, OC, OC, s.kh, s.kw, s.OH, s.OW, s.stride, s.padding,
-                   s.dilation)
-    ep = column_epilogue(qw, s1, 1, n_a, w_off, n_w, K * mid, None, s_a, s_w, bias)
-    out, (sb, sn, sl) = _alloc_out(s, False, s_a is not None, dev)
+    out, (sb, sn, sl) = _alloc_out(s, False, cargs.dequant, dev)
     if out.numel() == 0:
         return out
-    widx = (qw.reshape(OC, K) + w_off).to(torch.uint8)
-    koff, kdy, kdx = geometry_tables(s, dev)
+    wfn = _weights_fn(weights)
+    # weight side: OC 'groups' of one column, uint8 indices (OC, K)
+    prep = _prepared(cache, wkey, ("dw", OC, K, CW, w_off), (table16,),
+                     lambda: prepare_lut_weights(wfn(), table16, mid, _dw_shape(s), w_off,
+                                                 "direct", NP=1))
+    koff, kdy, kdx = geometry_tables(s, dev, act.strides[1:])
     cfg = CONFIG["dw"]
     BM, BO = cfg["BM"], cfg["BO"]
     grid = (triton_cdiv(s.M, BM), triton_cdiv(OC, BO))
-    k.dw_kernel[grid](
-        a_nhwc, table16, widx, koff, kdy, kdx, ep.colc, ep.nw,
-        ep.scale if ep.scale is not None else _dummy(dev, torch.float64),
-        ep.bias if ep.bias is not None else _dummy(dev, torch.float32), out,
-        s.M, K, OC, s.Ng, CW, s.H, s.W, s.C, s.OH, s.OW, s.stride[0], s.stride[1],
-        s.padding[0], s.padding[1], pad_idx, a_off, sb, sn, sl,
-        BM=BM, BO=BO, DEQUANT=ep.scale is not None, HAS_BIAS=ep.bias is not None,
-        UNROLL=cfg["unroll"], num_warps=cfg["num_warps"])
+    kernels().dw_kernel[grid](
+        act.t, table16, prep.tab, koff, kdy, kdx, prep.colw, prep.wsum, cargs.na, cargs.nw,
+        cargs.sa, cargs.sw, cargs.bias, out,
+        s.M, K, OC, s.Ng, CW, s.H, s.W, s.OH, s.OW, s.stride[0], s.stride[1],
+        s.padding[0], s.padding[1], *act.strides, act.x_off, a_off, cargs.nw_st, cargs.sw_st,
+        sb, sn, sl,
+        BM=BM, BO=BO, DEQUANT=cargs.dequant, HAS_BIAS=cargs.has_bias, A64=act.a64,
+        CODES=act.codes, UNROLL=cfg["unroll"], num_warps=cfg["num_warps"])
     return out
 
 
@@ -465,33 +778,57 @@ class DeviceFactorisation:
                    bool(np.any(f.alpha)), bound)
 
 
-def run_tc_conv(a_nhwc: torch.Tensor, qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape,
-                n_a: int, a_off: int, w_off: int, pad_idx: int, n_w: torch.Tensor, *,
-                s_a=None, s_w=None, bias=None, gemm: bool = False):
-    """sum_t s_t U_t(A) @ V_t(W) + alpha/beta + cross terms on int8 tensor cores."""
+def prepare_tc_weights(qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape, NP: int,
+                       KP: int, w_off: int) -> PreparedWeights:
+    """One launch of ``prep_tc_kernel``: V[t, g, k, n] = Vtab_t[w] (int8 (T, G, KP, NP), zero
+    padded), colw = sum_k beta(w) and wsum = sum_k w per column."""
+    dev = qw.device
+    G, K, Ng = s.G, s.K, s.Ng
+    T = df.U.shape[0]
+    CW = df.Vtab.shape[1]
+    CBN = 32
+    V = (torch.empty if T else torch.zeros)((max(T, 1), G, KP, NP), dtype=torch.int8, device=dev)
+    cols = torch.empty((2, G * NP), dtype=torch.int64, device=dev)
+    n_col = triton_cdiv(NP, CBN)
+    if G:
+        kernels().prep_tc_kernel[(n_col + (KP if T else 0), G)](
+            qw, df.Vtab if T else _dummy(dev, torch.int8), df.beta, V, cols[0], cols[1],
+            K, KP, Ng, NP, CW, s.Cg, s.kh * s.kw, w_off, G * KP * NP, n_col,
+            T=T, BN=min(NP, 128), CBN=CBN, BK=128, num_warps=4)
+    return PreparedWeights(V, cols[0], cols[1], NP)
+
+
+@functools.lru_cache(maxsize=1024)
+def _tc_plan(Ng: int, K: int, BMc, BNc, BK: int):
+    """(NP, BN, BM, KP) of the tensor-core kernel for one shape and configuration."""
+    NP = padded_n(Ng, 128 if Ng > 64 else 64)
+    BN = BNc or (NP if NP <= 128 else (128 if NP % 128 == 0 else 64))
+    return NP, BN, BMc, triton_cdiv(K, BK) * BK
+
+
+def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
+                cargs: ColumnArgs, a_off: int, w_off: int, *, gemm: bool = False,
+                cache: WeightCache | None = None, wkey=None):
+    """sum_t s_t U_t(A) @ V_t(W) + alpha/beta + cross terms on int8 tensor cores.
+
+    ``weights``/``cache``/``wkey`` as in :func:`run_lut_conv`. Factorisations with more than
+    four scale classes run one launch per four classes (column terms and alpha in the first),
+    summed in int64 and dequantised unfused."""
     k = kernels()
-    dev = a_nhwc.device
+    dev = act.t.device
     G, K, Ng = s.G, s.K, s.Ng
     cfg = CONFIG["tc"]
     BK = cfg["BK"]
-    NP = padded_n(Ng, 128 if Ng > 64 else 64)
-    BN = cfg["BN"] or (NP if NP <= 128 else (128 if NP % 128 == 0 else 64))
-    BM = cfg["BM"]
-    KP = triton_cdiv(K, BK) * BK
-    T = df.U.shape[0]
-    CW = df.Vtab.shape[1]
-    V = torch.empty((max(T, 1), G, KP, NP), dtype=torch.int8, device=dev)
-    if T:
-        k.prep_tc_kernel[(KP, G)](qw, df.Vtab, V, K, KP, Ng, NP, CW, s.Cg, s.kh * s.kw, w_off,
-                                 G * KP * NP, T=T, BN=min(NP, 128), num_warps=4)
-    else:
-        V.zero_()
-    ep = column_epilogue(qw, s, NP, n_a, w_off, n_w, 0, df.beta, s_a, s_w, bias)
-    koff, kdy, kdx = geometry_tables(s, dev, pad_to=BK)
+    NP, BN, BM, KP = _tc_plan(Ng, K, cfg["BM"], cfg["BN"], BK)
+    wfn = _weights_fn(weights)
+    prep = _prepared(cache, wkey, ("tc", G, K, Ng, NP, KP, w_off), (df,),
+                     lambda: prepare_tc_weights(wfn(), df, s, NP, KP, w_off))
+    V = prep.tab
+    koff, kdy, kdx = geometry_tables(s, dev, act.strides[1:], pad_to=BK)
     classes = list(df.classes)
     wide = any(K * b >= (1 << 31) for b in df.bound)
     chunks = [classes[i:i + 4] for i in range(0, len(classes), 4)] or [[]]
-    fuse = ep.scale is not None and len(chunks) == 1
+    fuse = cargs.dequant and len(chunks) == 1
     out_final = None
     t0 = 0
     for ci, chunk in enumerate(chunks):
@@ -502,28 +839,26 @@ def run_tc_conv(a_nhwc: torch.Tensor, qw: torch.Tensor, df: DeviceFactorisation,
         out, (sb, sn, sl) = _alloc_out(s, gemm, fuse, dev)
         if out.numel() == 0:
             return out
-        colc_ = ep.colc if first else torch.zeros_like(ep.colc)
-        nw_ = ep.nw if first else torch.zeros_like(ep.nw)
         Ut = df.U[t0:t0 + n_terms] if n_terms else _dummy(dev, torch.int8)
         Vt = V[t0:t0 + max(n_terms, 1)]
         grid = (triton_cdiv(s.M, BM), NP // BN, G)
         k.tc_kernel[grid](
-            a_nhwc, Ut, Vt, df.alpha, koff, kdy, kdx, colc_, nw_,
-            ep.scale if fuse else _dummy(dev, torch.float64),
-            ep.bias if (fuse and ep.bias is not None) else _dummy(dev, torch.float32), out,
+            act.t, Ut, Vt, df.alpha, koff, kdy, kdx, prep.colw, prep.wsum, cargs.na, cargs.nw,
+            cargs.sa, cargs.sw, cargs.bias, out,
             scales[0], scales[1], scales[2], scales[3],
-            s.M, K, Ng, NP, df.U.shape[1], s.H, s.W, s.C, s.Cg, s.OH, s.OW, s.stride[0],
-            s.stride[1], s.padding[0], s.padding[1], pad_idx, a_off,
-            G * KP * NP, KP * NP, sb, sn, sl,
+            s.M, K, Ng, NP, df.U.shape[1], s.H, s.W, s.Cg, s.OH, s.OW, s.stride[0],
+            s.stride[1], s.padding[0], s.padding[1], *act.strides, act.x_off, a_off,
+            cargs.nw_st, cargs.sw_st, G * KP * NP, KP * NP, sb, sn, sl,
             T0=counts[0], T1=counts[1], T2=counts[2], T3=counts[3],
-            HAS_ALPHA=df.has_alpha and first, BM=BM, BN=BN, BK=BK,
-            DEQUANT=fuse, HAS_BIAS=fuse and ep.bias is not None, WIDE=wide,
-            num_warps=cfg["num_warps"] if BN <= 64 else 8, num_stages=cfg["num_stages"])
+            HAS_ALPHA=df.has_alpha and first, COLS=first, BM=BM, BN=BN, BK=BK,
+            DEQUANT=fuse, HAS_BIAS=fuse and cargs.has_bias, WIDE=wide, A64=act.a64,
+            CODES=act.codes, num_warps=cfg["num_warps"] if BN <= 64 else 8,
+            num_stages=cfg["num_stages"])
         out_final = out if out_final is None else out_final.add_(out)
         t0 += n_terms
-    if ep.scale is not None and not fuse:
-        out_final = dequant_torch(out_final, ep.scale.reshape(G, NP)[:, :Ng].reshape(-1),
-                                  bias, gemm)
+    if cargs.dequant and not fuse:
+        out_final = dequant_torch(out_final, cargs.scale(s.OC),
+                                  cargs.bias if cargs.has_bias else None, gemm)
     return out_final
 
 
@@ -621,6 +956,14 @@ class TritonBackend(TorchBackend):
     def supports(self, device: torch.device) -> str | None:
         return device_ok(torch.device(device))
 
+    @property
+    def weight_cache(self) -> WeightCache:
+        """This instance's :class:`WeightCache` (created on first use)."""
+        c = self.__dict__.get("_weight_cache")
+        if c is None:
+            c = self.__dict__["_weight_cache"] = WeightCache()
+        return c
+
     # ---- forward ---------------------------------------------------------------------------
     def conv2d_acc(self, p: IntConvProblem) -> torch.Tensor:
         return self._forward(p, None, None, None)
@@ -632,27 +975,30 @@ class TritonBackend(TorchBackend):
 
     def _forward(self, p: IntConvProblem, s_a, s_w, bias):
         s = ConvShape.of(p)
-        n_a, n_w = zero_points(p)
+        dev = p.qa.device
         if p.table is None:
             a_signed, w_signed = code_signedness(p)
             a_off, w_off = (128 if a_signed else 0), (128 if w_signed else 0)
         else:
             a_off, w_off = int(p.a_offset), int(p.w_offset)
-        pad_idx = -n_a + a_off
-        a_nhwc = activation_index(p.qa, a_off)
-        qw = p.qw.float().contiguous()
-        kw = dict(s_a=s_a, s_w=s_w, bias=bias)
+        cargs = column_args(p.n_a, p.n_w, s.OC, dev, s_a, s_w, bias)
+        cache = self.weight_cache
         if s.Cg == 1 and s.G > 1:
             if p.table is None:
-                table16, mid = exact_table16(a_signed, w_signed, a_nhwc.device)
+                table16, mid = exact_table16(a_signed, w_signed, dev)
             else:
                 table16, mid = cached_lut16(p.table)
-            return run_dw_conv(a_nhwc, qw, table16, mid, s, n_a, a_off, w_off, pad_idx, n_w, **kw)
+            act = activation_operand(p.qa, a_off, CONFIG["dw"]["a_index"])
+            return run_dw_conv(act, p.qw, table16, mid, s, cargs, a_off, w_off, cache=cache,
+                               wkey=p.qw)
         if p.table is None:
-            df = exact_device_factorisation(a_signed, w_signed, a_nhwc.device)
-            return run_tc_conv(a_nhwc, qw, df, s, n_a, a_off, w_off, pad_idx, n_w, **kw)
+            df = exact_device_factorisation(a_signed, w_signed, dev)
+            act = activation_operand(p.qa, a_off, CONFIG["tc"]["a_index"])
+            return run_tc_conv(act, p.qw, df, s, cargs, a_off, w_off, cache=cache, wkey=p.qw)
         lut16, mid = cached_lut16(p.table)
-        return run_lut_conv(a_nhwc, qw, lut16, mid, s, n_a, a_off, w_off, pad_idx, n_w, **kw)
+        act = activation_operand(p.qa, a_off, CONFIG["lut"]["a_index"])
+        return run_lut_conv(act, p.qw, lut16, mid, s, cargs, a_off, w_off, cache=cache,
+                            wkey=p.qw)
 
     def lut_gemm(self, a_idx, w_idx, table):
         M, G, K = a_idx.shape
@@ -664,11 +1010,9 @@ class TritonBackend(TorchBackend):
         except ValueError:
             return super().lut_gemm(a_idx, w_idx, table)
         s = ConvShape.gemm(M, G, K, N)
-        dev = a_idx.device
-        a8 = a_idx.reshape(M, G * K).to(torch.uint8).contiguous()
-        zeros = torch.zeros(G * N, dtype=torch.float32, device=dev)
-        return run_lut_conv(a8, gemm_weights_as_conv(w_idx), lut16, mid, s, 0, 0, 0, 0, zeros,
-                            gemm=True)
+        cargs = column_args(0, None, G * N, a_idx.device)
+        return run_lut_conv(gemm_operand(a_idx), lambda: gemm_weights_as_conv(w_idx), lut16, mid,
+                            s, cargs, 0, 0, gemm=True, cache=self.weight_cache, wkey=w_idx)
 
     # ---- error-aware backward ---------------------------------------------------------------
     def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, grad_a, grad_w,

@@ -285,3 +285,69 @@ def test_model_forward_all_backends_equal():
             outs[backend] = model(x)
     for backend in ("triton", "decomposed", "auto"):
         assert torch.equal(outs[backend], outs["torch"]), backend
+
+
+@pytest.mark.parametrize("a_index", [False, True])
+def test_weight_cache_and_activation_layouts(a_index):
+    """Per problem, three calls (the third reuses the cached weight side) equal the torch
+    backend, also with new zero points / scales on the cached weights, channels-last codes and
+    after an in-place change of the weights (rebuilt); ``a_index`` switches every kernel kind
+    between reading the float codes in place and the uint8 index pass."""
+    import axcnn.ops.triton_backend as tbm
+    from axcnn.ops.functional import _dequant_acc
+
+    gen = torch.Generator().manual_seed(6)
+    ref = get_backend("torch", DEV)
+    saved = {k: tbm.CONFIG[k]["a_index"] for k in ("lut", "dw", "tc")}
+    tri = get_backend("triton", DEV)
+    hits0 = tri.weight_cache.hits
+    try:
+        for k in saved:
+            tbm.CONFIG[k]["a_index"] = a_index
+        for lut in (builtin("trunc5", bits=8), builtin("drum4", bits=8, signed=True), None):
+            for shape in SHAPES:
+                p, _ = problem(gen, *shape, lut or builtin("exact", bits=8))
+                if lut is None:
+                    p.table = None
+                want = ref.conv2d_acc(p)
+                for impl in _backends():
+                    for _ in range(3):
+                        assert torch.equal(impl.conv2d_acc(p), want), (impl.kind, shape)
+                p.qa = p.qa.contiguous(memory_format=torch.channels_last)
+                OC = shape[4]
+                if p.n_a:
+                    p.n_a = p.n_a - 3.0
+                    p.n_w = -torch.randint(0, 200, (OC,), generator=gen).float().to(DEV)
+                want = ref.conv2d_acc(p)
+                s_a = torch.tensor(0.0173, device=DEV)
+                s_w = (torch.rand(OC, generator=gen) * 0.01 + 1e-3).to(DEV)
+                bias = torch.randn(OC, generator=gen).to(DEV)
+                want_f = _dequant_acc(want, s_a, s_w) + bias.view(1, -1, 1, 1)
+                for impl in _backends():
+                    assert torch.equal(impl.conv2d_acc(p), want), (impl.kind, shape)
+                    assert torch.equal(impl.conv2d_dequant(p, s_a, s_w, bias), want_f)
+                p.qw[0].fill_(3.0)
+                want = ref.conv2d_acc(p)
+                for impl in _backends():
+                    for _ in range(3):
+                        assert torch.equal(impl.conv2d_acc(p), want), (impl.kind, shape)
+    finally:
+        for k, v in saved.items():
+            tbm.CONFIG[k]["a_index"] = v
+    assert tri.weight_cache.hits > hits0
+
+
+def test_gemm_weight_cache():
+    gen = torch.Generator().manual_seed(7)
+    for lut in (builtin("drum4", bits=8), builtin("trunc3", bits=4)):
+        from axcnn.ops import LUTTensors
+
+        table = LUTTensors.from_lut(lut, DEV).table
+        R = 1 << lut.a_bits
+        a = torch.randint(0, R, (2, 300, 37), generator=gen).to(DEV).permute(1, 0, 2)
+        w = torch.randint(0, R, (2, 37, 70), generator=gen).to(DEV)
+        want = get_backend("torch", DEV).lut_gemm(a, w, table)
+        for backend in ("triton", "decomposed"):
+            impl = get_backend(backend, DEV)
+            for _ in range(3):
+                assert torch.equal(impl.lut_gemm(a, w, table), want), (backend, lut.name)

@@ -150,3 +150,212 @@ def test_inner_tap_histogram():
         tap = torch.arange(G * K).view(1, G, K) * R
         want = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
         assert torch.equal(tap_histogram(qa, qw.shape, G, geo, bits, a_off, n_a), want)
+
+
+@inner
+def test_inner_weight_cache_reuse_and_rebuild():
+    """A cached weight side gives the same results as a fresh one; zero points, scales and
+    bias stay per call; an in-place change of the weights (version bump) rebuilds."""
+    from axcnn.lut import builtin
+    from axcnn.ops import get_backend
+    from axcnn.ops.functional import _dequant_acc
+
+    gen = torch.Generator().manual_seed(21)
+    lut = builtin("trunc5", bits=8)            # factorisable: both backends run it
+    ref = get_backend("torch")
+    tri, dec = get_backend("triton", "cpu"), get_backend("decomposed", "cpu")
+    # plain, grouped, depthwise, channel multiplier; then exact products (table None)
+    for shape in (SHAPES[0], SHAPES[1], SHAPES[4], SHAPES[5]):
+        for exact in (False, True):
+            for impl in (tri, dec):
+                p, _ = _problem(gen, *shape, lut, False)
+                if exact:
+                    p.table = None
+                cache = impl.weight_cache
+                want = ref.conv2d_acc(p)
+                h0, s0 = cache.hits, cache.stores
+                for _ in range(3):
+                    assert torch.equal(impl.conv2d_acc(p), want), (shape, impl.kind)
+                assert (cache.stores, cache.hits) == (s0 + 1, h0 + 1), (shape, impl.kind)
+                # new zero points and scales on the same (cached) weights
+                OC = shape[4]
+                p.n_a = p.n_a - 3.0
+                p.n_w = -torch.randint(0, 200, (OC,), generator=gen).float()
+                want = ref.conv2d_acc(p)
+                assert torch.equal(impl.conv2d_acc(p), want), (shape, impl.kind)
+                s_a = torch.tensor(0.0213)
+                for s_w in (torch.rand(OC, generator=gen) * 0.01 + 1e-3, torch.tensor(0.004)):
+                    bias = torch.randn(OC, generator=gen)
+                    got = impl.conv2d_dequant(p, s_a, s_w, bias)
+                    assert torch.equal(got, _dequant_acc(want, s_a, s_w) + bias.view(1, -1, 1, 1))
+                assert cache.hits == h0 + 4 and cache.stores == s0 + 1
+                # in-place change: rebuilt (not stored again until seen twice unchanged)
+                p.qw[0].fill_(5.0)
+                want = ref.conv2d_acc(p)
+                assert torch.equal(impl.conv2d_acc(p), want), (shape, impl.kind)
+                assert cache.hits == h0 + 4
+                assert torch.equal(impl.conv2d_acc(p), want)
+                assert torch.equal(impl.conv2d_acc(p), want)
+                assert (cache.stores, cache.hits) == (s0 + 2, h0 + 5)
+                # an equal tensor that is another object is not a hit
+                p.qw = p.qw.clone()
+                assert torch.equal(impl.conv2d_acc(p), want)
+                assert cache.hits == h0 + 5
+
+
+@inner
+def test_inner_weight_cache_modes_and_switch():
+    import gc
+
+    from axcnn.lut import builtin
+    from axcnn.ops import get_backend
+    import axcnn.ops.triton_backend as tbm
+
+    gen = torch.Generator().manual_seed(22)
+    lut = builtin("mitchell", bits=8, signed=True)
+    ref, tri = get_backend("torch"), get_backend("triton", "cpu")
+    cache = tri.weight_cache
+    p, _ = _problem(gen, *SHAPES[0], lut, True)
+    want = ref.conv2d_acc(p)
+    for mode in ("direct", "tap"):          # separate entries per kernel kind
+        tbm.FORCE_MODE = mode
+        try:
+            h0 = cache.hits
+            for _ in range(3):
+                assert torch.equal(tri.conv2d_acc(p), want), mode
+            assert cache.hits == h0 + 1, mode
+        finally:
+            tbm.FORCE_MODE = None
+    tbm.WEIGHT_CACHE = False
+    try:
+        h0, m0 = cache.hits, cache.misses
+        for _ in range(2):
+            assert torch.equal(tri.conv2d_acc(p), want)
+        assert cache.hits == h0 and cache.misses == m0 + 2
+    finally:
+        tbm.WEIGHT_CACHE = True
+    # freed weights drop their entries (two for the first tensor: direct and tap)
+    n0, old = len(cache), p.qw
+    p.qw = old.clone()
+    tri.conv2d_acc(p)
+    tri.conv2d_acc(p)
+    assert len(cache) == n0 + 1
+    del old
+    p.qw = None
+    gc.collect()
+    assert len(cache) == n0 - 2
+
+
+@inner
+def test_inner_activation_layouts_and_index_pass():
+    """Float codes read in place in any layout (channels-last, strided views), n_w / s_w as
+    expanded views, n_a as a device tensor, and the uint8 index pass for every kernel kind."""
+    from axcnn.lut import builtin
+    from axcnn.ops import get_backend
+    from axcnn.ops.functional import _dequant_acc
+    from axcnn.ops.problem import IntConvProblem
+    import axcnn.ops.triton_backend as tbm
+
+    gen = torch.Generator().manual_seed(23)
+    lut = builtin("drum4", bits=8)
+    ref = get_backend("torch")
+    tri, dec = get_backend("triton", "cpu"), get_backend("decomposed", "cpu")
+    saved = {k: tbm.CONFIG[k]["a_index"] for k in ("lut", "dw", "tc")}
+    try:
+        for shape in SHAPES:
+            p, _ = _problem(gen, *shape, lut, False)
+            OC = shape[4]
+            p.n_w = p.n_w[:1].expand(OC)
+            want = ref.conv2d_acc(p)
+            s_a, s_w = torch.tensor(0.011), torch.tensor(0.003).expand(OC)
+            want_f = _dequant_acc(want, s_a, s_w.reshape(-1))
+            qa = p.qa
+            wide = torch.cat([qa, qa], dim=3)
+            layouts = [qa.contiguous(memory_format=torch.channels_last), wide[..., :qa.shape[3]]]
+            for a_index in (False, True):
+                for k in saved:
+                    tbm.CONFIG[k]["a_index"] = a_index
+                for x in layouts:
+                    p.qa = x
+                    for impl in (tri, dec):
+                        assert torch.equal(impl.conv2d_acc(p), want), (shape, impl.kind, a_index)
+                        assert torch.equal(impl.conv2d_dequant(p, s_a, s_w), want_f)
+                p.qa = qa
+            p.n_a = torch.tensor(p.n_a)
+            assert torch.equal(tri.conv2d_acc(p), want)
+            assert torch.equal(dec.conv2d_acc(p), want)
+        # the 64-bit offset variant (chosen for activations of >= 2^31 elements)
+        for shape in (SHAPES[0], SHAPES[4]):
+            p, lt = _problem(gen, *shape, lut, False)
+            want = ref.conv2d_acc(p)
+            s = tbm.ConvShape.of(p)
+            cargs = tbm.column_args(p.n_a, p.n_w, s.OC, torch.device("cpu"))
+            for a_index in (False, True):
+                act = tbm.activation_operand(p.qa, p.a_offset, a_index)
+                act.a64 = True
+                lut16, mid = tbm.cached_lut16(p.table)
+                run = tbm.run_dw_conv if s.Cg == 1 and s.G > 1 else tbm.run_lut_conv
+                got = run(act, p.qw, lut16, mid, s, cargs, p.a_offset, p.w_offset)
+                assert torch.equal(got, want), shape
+                df = tbm.exact_device_factorisation(False, False, torch.device("cpu"))
+                q = IntConvProblem(p.qa, p.qw, p.n_a, p.n_w, p.geometry)
+                got = tbm.run_tc_conv(act, p.qw, df, s, cargs, 0, 0)
+                assert torch.equal(got, ref.conv2d_acc(q)), shape
+    finally:
+        for k, v in saved.items():
+            tbm.CONFIG[k]["a_index"] = v
+
+
+@inner
+def test_inner_gemm_weight_cache():
+    from axcnn.lut import builtin
+    from axcnn.ops import LUTTensors, get_backend
+
+    gen = torch.Generator().manual_seed(24)
+    lt = LUTTensors.from_lut(builtin("drum4", bits=8), "cpu")
+    ref = get_backend("torch")
+    a = torch.randint(0, 256, (2, 41, 23), generator=gen).permute(1, 0, 2)   # strided (41, 2, 23)
+    w = torch.randint(0, 256, (2, 23, 11), generator=gen)
+    want = ref.lut_gemm(a, w, lt.table)
+    for impl in (get_backend("triton", "cpu"), get_backend("decomposed", "cpu")):
+        h0 = impl.weight_cache.hits
+        for _ in range(3):
+            assert torch.equal(impl.lut_gemm(a, w, lt.table), want), impl.kind
+        assert impl.weight_cache.hits == h0 + 1, impl.kind
+
+
+@inner
+def test_inner_tensor_core_kernel_in_several_launches():
+    """More than four scale classes: one launch per four classes (column terms in the first),
+    summed, then the unfused dequantisation -- still bit-identical."""
+    import dataclasses
+
+    from axcnn.lut import builtin
+    from axcnn.ops import get_backend
+    from axcnn.ops.decomposed import factorisation_for
+    from axcnn.ops.functional import _dequant_acc
+    import axcnn.ops.triton_backend as tbm
+
+    gen = torch.Generator().manual_seed(25)
+    lut = builtin("trunc5", bits=8)
+    ref = get_backend("torch")
+    dev = torch.device("cpu")
+    for shape in (SHAPES[0], SHAPES[1]):
+        p, lt = _problem(gen, *shape, lut, False)
+        df = tbm.DeviceFactorisation.build(factorisation_for(lt.table, False).factorisation, dev)
+        T = df.U.shape[0]
+        assert T >= 5
+        bound = [int(df.U[t].abs().max()) * int(df.Vtab[t].abs().max()) for t in range(T)]
+        df6 = dataclasses.replace(df, classes=[(1, 1)] * T, bound=bound)
+        s = tbm.ConvShape.of(p)
+        OC = shape[4]
+        s_a, s_w, bias = torch.tensor(0.017), torch.rand(OC, generator=gen) * 0.01, torch.randn(OC)
+        want = ref.conv2d_acc(p)
+        for a_index in (False, True):
+            act = tbm.activation_operand(p.qa, p.a_offset, a_index)
+            cargs = tbm.column_args(p.n_a, p.n_w, OC, dev)
+            got = tbm.run_tc_conv(act, p.qw, df6, s, cargs, p.a_offset, p.w_offset)
+            assert torch.equal(got, want), shape
+            cargs = tbm.column_args(p.n_a, p.n_w, OC, dev, s_a, s_w, bias)
+            got = tbm.run_tc_conv(act, p.qw, df6, s, cargs, p.a_offset, p.w_offset)
+            assert torch.equal(got, _dequant_acc(want, s_a, s_w) + bias.view(1, -1, 1, 1))

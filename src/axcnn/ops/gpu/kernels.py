@@ -1,30 +1,46 @@
 """Triton kernels of the GPU backends (imported only where Triton is installed).
 
-All convolution kernels read activations as uint8 *table indices* (code + offset) in NHWC
-layout and do the im2col inside the kernel ("implicit GEMM"): output row m = (b, oy, ox), tap
-k = (ky, kx, c) in that order (channels fastest, so consecutive taps are consecutive bytes),
-and the per-tap tables ``koff`` (offset of the tap relative to the window origin), ``kdy``,
+Activations. The forward kernels read activations through four element strides
+(``a_sb, a_sc, a_sh, a_sw`` for batch, channel, row, column), so they take either the float
+activation codes as they come (NCHW, channels-last or any other layout; ``x_off`` = the table
+offset of the codes) or the uint8 NHWC table indices of :func:`nhwc_index_kernel`
+(``x_off`` = 0). The table index of a value x is ``(x + x_off) mod 256`` (exactly what the
+uint8 index pass stores). The im2col happens inside the kernels ("implicit GEMM"): output row
+m = (b, oy, ox), tap k = (ky, kx, c) in that order, and the per-tap tables ``koff`` (element
+offset of the tap relative to the window origin, built from the same strides), ``kdy``,
 ``kdx`` (its row/column displacement) give each tap's address and bounds check. Taps that fall
-into the padding read ``pad_idx``, the index of the code of real zero.
+into the padding read ``pad_idx = a_off - n_a``, the index of the code of real zero; n_a is
+read from a one-element int64 tensor (no host value, no recompilation per zero point).
 
-The integer epilogue adds the exact zero-point cross terms of :mod:`axcnn.ops.problem`:
+Weights. Everything the kernels need from the weights is built by one *prep* launch per
+weight tensor (``prep_lut_kernel`` / ``prep_tc_kernel``), which the backends cache across
+calls for inference: the weight-side tables plus two int64 column vectors,
+``colw[n] = cconst + sum_k beta(w[k, n])`` and ``wsum[n] = sum_k w[k, n]`` (codes). Nothing
+that changes per call (zero points, scales, bias) is in them.
 
-    acc[m, n] += (sum_k code(a[m, k])) * n_w[n] + colc[n]
+Epilogue (:func:`_epilogue_store`, shared by all forward kernels): the exact zero-point cross
+terms of :mod:`axcnn.ops.problem`,
 
-(``colc`` holds n_a*sum_k w + K*n_a*n_w and every per-column constant of the kernel), then
-either stores int64 accumulators or, fused (``DEQUANT``), float32(float64(acc) * scale[n]) (+
-bias[n]) -- the same IEEE operations as the unfused dequantisation, so the output is identical.
+    acc[m, n] += (sum_k code(a[m, k])) * n_w[n] + colw[n] + n_a * wsum[n] + K * n_a * n_w[n]
+
+then either int64 accumulators or, fused (``DEQUANT``), float32(float64(acc) *
+(float64(s_a) * float64(s_w[n]))) (+ bias[n]) -- the same IEEE operations as the unfused
+dequantisation, so the output is identical. ``n_w`` and ``s_w`` are read with a stride (0 for
+a scalar or an expanded view).
 
 Kernels:
-- ``nhwc_index_kernel``: float codes NCHW -> uint8 indices NHWC (one pass).
+- ``nhwc_index_kernel``: float codes NCHW -> uint8 indices NHWC (one pass; the tensor-core
+  path, the error-aware gradients and the tap histograms read these).
 - ``lut_kernel``: CUDA-core LUT GEMM, int32 accumulators. ``DIRECT=False``: per-tap tables
-  T[g, k, v, n] = LUT[v, w[g, k, n]] - tmin (uint16, built once per call), so every (row, tap)
-  reads one contiguous row of T (vector loads, no bank conflicts); ``DIRECT=True``: gathers
-  LUT[a, w] (uint16, L1-resident) for problems whose per-tap tables would not fit in L2.
+  T[g, k, v, n] = LUT[v, w[g, k, n]] - mid (int16, built by ``prep_lut_kernel``), so every
+  (row, tap) reads one contiguous row of T (vector loads, no bank conflicts); ``DIRECT=True``:
+  gathers LUT[a, w] (int16, L1-resident) for problems whose per-tap tables would not fit.
 - ``dw_kernel``: depthwise / channel-multiplier convolutions (one input channel per group).
 - ``tc_kernel``: sum_t s_t U_t(A) @ V_t(W) on int8 tensor cores (``tl.dot`` int8 -> int32) with
   the activation maps U_t gathered in the kernel, plus the row function alpha: the decomposed
   backend's fused kernel. Terms are grouped in up to four scale classes (own accumulators).
+- ``prep_lut_kernel`` / ``prep_tc_kernel``: the weight-side operands (per-tap tables, uint8
+  weight indices or the int8 maps V_t(W)) and the column vectors, in one launch.
 - ``ea_gx_kernel`` / ``ea_gw_kernel``: error-aware gradients through per-tap float32 tables of
   the gradient tables (one contiguous row per (row, tap), like ``lut_kernel``).
 - ``tap_hist_kernel``: per-tap activation-index histograms (exact counts, padding included)
@@ -35,6 +51,115 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
+
+# --------------------------------------------------------------------------------------------
+# shared device helpers (inlined by the compiler)
+
+
+@triton.jit
+def _rows(rm, OH, OW, SH, SW, PH, PW):
+    """Output rows m = (b, oy, ox) -> (b, l = oy*OW + ox, top row, left column of the window)."""
+    L = OH * OW
+    b = rm // L
+    lpos = rm % L
+    return b, lpos, (lpos // OW) * SH - PH, (lpos % OW) * SW - PW
+
+
+@triton.jit
+def _inside(mask, ih, iw, H, W):
+    """``mask`` and (ih, iw) inside the H x W input (not in the padding)."""
+    return mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+
+
+@triton.jit
+def _window_base(b, ih0, iw0, c0, a_sb, a_sc, a_sh, a_sw, A64: tl.constexpr):
+    """Element offset of (b, c0, ih0, iw0) (int64 when the activations span >= 2^31 elements)."""
+    if A64:
+        b = b.to(tl.int64)
+    return b * a_sb + c0 * a_sc + ih0 * a_sh + iw0 * a_sw
+
+
+@triton.jit
+def _act_index(a_ptr, addr, ok, x_off, pad_idx, CODES: tl.constexpr):
+    """Table indices (int32) of the activations at ``addr`` where ``ok``, ``pad_idx`` elsewhere
+    (padding taps, rows/columns outside the problem). CODES: the values are codes (float or
+    integer), index = (x + x_off) mod 256 (the padding value x = pad_idx - x_off maps to
+    pad_idx); else they are uint8 indices (x_off is 0)."""
+    if CODES:
+        x = tl.load(a_ptr + addr, mask=ok, other=pad_idx - x_off)
+        return (x + x_off).to(tl.int32) & 255
+    else:
+        return tl.load(a_ptr + addr, mask=ok, other=pad_idx).to(tl.int32)
+
+
+@triton.jit
+def _epilogue_store(res, asum, b, lpos, mmask, cidx, col, cmask, K, na,
+                    colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr, sw_ptr, sw_st, bias_ptr,
+                    out_ptr, out_sb, out_sn, out_sl,
+                    COLS: tl.constexpr, DEQUANT: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """Add the column terms (``COLS``) to the int64 tile ``res`` and store it (int64) or its
+    fused dequantisation (float32).
+
+    asum: int64 code sums of the rows, broadcastable to ``res`` ([BM, 1] or [BM, BN]);
+    cidx: column index into the padded colw / wsum vectors; col: output channel (index into
+    n_w, s_w, bias and the output); cmask: valid columns."""
+    if COLS:
+        nw = tl.load(nw_ptr + col * nw_st, mask=cmask, other=0.0).to(tl.int64)
+        colc = (tl.load(colw_ptr + cidx, mask=cmask, other=0)
+                + na * tl.load(wsum_ptr + cidx, mask=cmask, other=0) + K * na * nw)
+        res = res + asum * nw[None, :] + colc[None, :]
+    omask = mmask[:, None] & cmask[None, :]
+    optr = (out_ptr + b.to(tl.int64)[:, None] * out_sb + col.to(tl.int64)[None, :] * out_sn
+            + lpos.to(tl.int64)[:, None] * out_sl)
+    if DEQUANT:
+        sc = tl.load(sa_ptr).to(tl.float64) * tl.load(sw_ptr + col * sw_st, mask=cmask,
+                                                      other=0.0).to(tl.float64)
+        y = (res.to(tl.float64) * sc[None, :]).to(tl.float32)
+        if HAS_BIAS:
+            y = y + tl.load(bias_ptr + col, mask=cmask, other=0.0)[None, :]
+        tl.store(optr, y, mask=omask)
+    else:
+        tl.store(optr, res, mask=omask)
+
+
+@triton.jit
+def _weight_index(qw_ptr, g, k, rn, nm, NG, CG, KHW, w_off):
+    """int32 table indices w[g, k, rn] + w_off of the float weight codes qw (OC, CG, kh, kw),
+    tap k = (ky, kx, c); 0 where not ``nm``."""
+    tap = k // CG
+    c = k % CG
+    wq = tl.load(qw_ptr + ((g * NG + rn) * CG + c) * KHW + tap, mask=nm, other=0.0)
+    return tl.where(nm, (wq + w_off).to(tl.int32), 0)
+
+
+@triton.jit
+def _column_sums(qw_ptr, beta_ptr, colw_ptr, wsum_ptr, g, jb, K, NG, NP, CG, KHW, w_off,
+                 cconst, CBN: tl.constexpr, BK: tl.constexpr, HAS_BETA: tl.constexpr):
+    """Column block ``jb`` of group g: colw = cconst + sum_k beta(w) (HAS_BETA), wsum = sum_k w
+    (codes), both int64, zero in the padding columns NG <= n < NP."""
+    rn = jb * CBN + tl.arange(0, CBN)
+    nm = rn < NG
+    sw = tl.zeros((CBN,), dtype=tl.int64)
+    sb = tl.zeros((CBN,), dtype=tl.int64)
+    for k0 in range(0, K, BK):
+        rk = k0 + tl.arange(0, BK)
+        km = rk < K
+        tap = rk // CG
+        c = rk % CG
+        m2 = km[:, None] & nm[None, :]
+        wq = tl.load(qw_ptr + ((g * NG + rn[None, :]) * CG + c[:, None]) * KHW + tap[:, None],
+                     mask=m2, other=0.0)
+        code = wq.to(tl.int32)
+        sw += tl.sum(code, axis=0).to(tl.int64)
+        if HAS_BETA:
+            bv = tl.load(beta_ptr + tl.where(m2, code + w_off, 0))
+            sb += tl.sum(tl.where(m2, bv, 0), axis=0)
+    tl.store(colw_ptr + g * NP + rn, tl.where(nm, cconst + sb, 0), mask=rn < NP)
+    tl.store(wsum_ptr + g * NP + rn, tl.where(nm, sw, 0), mask=rn < NP)
+
+
+# --------------------------------------------------------------------------------------------
+# activation index pass
 
 
 @triton.jit(do_not_specialize=["total", "C", "HW", "off"])
@@ -53,26 +178,40 @@ def nhwc_index_kernel(x_ptr, out_ptr, total, C, HW, off, BLOCK: tl.constexpr):
     tl.store(out_ptr + o, v.to(tl.uint8), mask=mask)
 
 
-@triton.jit(do_not_specialize=["M", "K", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "pad_idx", "a_off", "out_sb", "out_sn", "out_sl"])
+# --------------------------------------------------------------------------------------------
+# forward kernels
+
+#: per-call integers that are not worth a specialisation (a recompile per distinct value class)
+_FWD_DNS = ("M", "K", "H", "W", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "a_sb", "a_sc", "a_sh",
+            "a_sw", "x_off", "a_off", "nw_st", "sw_st", "out_sb", "out_sn", "out_sl")
+
+
+def _fwd_jit(fn):
+    """triton.jit with the _FWD_DNS arguments of ``fn`` not specialised."""
+    names = fn.__code__.co_varnames[:fn.__code__.co_argcount]
+    return triton.jit(do_not_specialize=[n for n in _FWD_DNS if n in names])(fn)
+
+
+@_fwd_jit
 def lut_kernel(a_ptr, tab_ptr, widx_ptr, koff_ptr, kdy_ptr, kdx_ptr,
-               colc_ptr, nw_ptr, scale_ptr, bias_ptr, out_ptr,
-               M, K, NG, NP, R, CW, H, W, C, CG, OH, OW, SH, SW, PH, PW,
-               pad_idx, a_off, out_sb, out_sn, out_sl,
+               colw_ptr, wsum_ptr, na_ptr, nw_ptr, sa_ptr, sw_ptr, bias_ptr, out_ptr,
+               M, K, NG, NP, R, CW, H, W, CG, OH, OW, SH, SW, PH, PW,
+               a_sb, a_sc, a_sh, a_sw, x_off, a_off, nw_st, sw_st, out_sb, out_sn, out_sl,
                BM: tl.constexpr, BN: tl.constexpr, DIRECT: tl.constexpr,
                DEQUANT: tl.constexpr, HAS_BIAS: tl.constexpr, ACC64: tl.constexpr,
-               UNROLL: tl.constexpr):
+               A64: tl.constexpr, CODES: tl.constexpr, UNROLL: tl.constexpr):
+    """LUT conv/GEMM: acc[m, n] = sum_k T[g, k, a[m, k], n] (per-tap table ``tab_ptr``) or,
+    DIRECT, sum_k LUT16[a[m, k], widx[g, k, n]] (``tab_ptr`` = LUT16, ``widx_ptr`` uint8)."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     g = tl.program_id(2)
     rm = pid_m * BM + tl.arange(0, BM)
     rn = pid_n * BN + tl.arange(0, BN)
     mmask = rm < M
-    L = OH * OW
-    b = rm // L
-    lpos = rm % L
-    ih0 = (lpos // OW) * SH - PH
-    iw0 = (lpos % OW) * SW - PW
-    base = ((b * H + ih0) * W + iw0) * C + g * CG
+    b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
+    base = _window_base(b, ih0, iw0, g * CG, a_sb, a_sc, a_sh, a_sw, A64)
+    na = tl.load(na_ptr)
+    pad_idx = (a_off - na).to(tl.int32)
     if ACC64:
         acc = tl.zeros((BM, BN), dtype=tl.int64)
     else:
@@ -86,10 +225,8 @@ def lut_kernel(a_ptr, tab_ptr, widx_ptr, koff_ptr, kdy_ptr, kdx_ptr,
         ko = tl.load(koff_ptr + k)
         dy = tl.load(kdy_ptr + k)
         dx = tl.load(kdx_ptr + k)
-        ih = ih0 + dy
-        iw = iw0 + dx
-        ok = mmask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        a = tl.load(a_ptr + base + ko, mask=ok, other=pad_idx).to(tl.int32)
+        ok = _inside(mmask, ih0 + dy, iw0 + dx, H, W)
+        a = _act_index(a_ptr, base + ko, ok, x_off, pad_idx, CODES)
         suma += a
         if DIRECT:
             wv = tl.load(wrow + k * NP).to(tl.int32)
@@ -100,32 +237,22 @@ def lut_kernel(a_ptr, tab_ptr, widx_ptr, koff_ptr, kdy_ptr, kdx_ptr,
             acc += t.to(tl.int64)
         else:
             acc += t.to(tl.int32)
-    sa = suma.to(tl.int64) - K * a_off
-    cidx = g * NP + rn
-    colc = tl.load(colc_ptr + cidx)
-    nw = tl.load(nw_ptr + cidx)
-    res = acc.to(tl.int64) + sa[:, None] * nw[None, :] + colc[None, :]
-    omask = mmask[:, None] & (rn < NG)[None, :]
-    optr = (out_ptr + b.to(tl.int64)[:, None] * out_sb + (g * NG + rn).to(tl.int64)[None, :] * out_sn
-            + lpos.to(tl.int64)[:, None] * out_sl)
-    if DEQUANT:
-        sc = tl.load(scale_ptr + cidx)
-        y = (res.to(tl.float64) * sc[None, :]).to(tl.float32)
-        if HAS_BIAS:
-            y = y + tl.load(bias_ptr + g * NG + rn, mask=rn < NG, other=0.0)[None, :]
-        tl.store(optr, y, mask=omask)
-    else:
-        tl.store(optr, res, mask=omask)
+    asum = suma.to(tl.int64) - K * a_off
+    _epilogue_store(acc.to(tl.int64), asum[:, None], b, lpos, mmask, g * NP + rn, g * NG + rn,
+                    rn < NG, K, na, colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr, sw_ptr, sw_st,
+                    bias_ptr, out_ptr, out_sb, out_sn, out_sl, True, DEQUANT, HAS_BIAS)
 
 
-@triton.jit(do_not_specialize=["M", "K", "H", "W", "C", "OH", "OW", "SH", "SW", "PH", "PW", "pad_idx", "a_off", "out_sb", "out_sn", "out_sl"])
+@_fwd_jit
 def dw_kernel(a_ptr, lut_ptr, widx_ptr, koff_ptr, kdy_ptr, kdx_ptr,
-              colc_ptr, nw_ptr, scale_ptr, bias_ptr, out_ptr,
-              M, K, OC, NGM, CW, H, W, C, OH, OW, SH, SW, PH, PW,
-              pad_idx, a_off, out_sb, out_sn, out_sl,
-              BM: tl.constexpr, BO: tl.constexpr,
-              DEQUANT: tl.constexpr, HAS_BIAS: tl.constexpr, UNROLL: tl.constexpr):
-    """Grouped conv with one input channel per group: output channel o reads channel o // NGM."""
+              colw_ptr, wsum_ptr, na_ptr, nw_ptr, sa_ptr, sw_ptr, bias_ptr, out_ptr,
+              M, K, OC, NGM, CW, H, W, OH, OW, SH, SW, PH, PW,
+              a_sb, a_sc, a_sh, a_sw, x_off, a_off, nw_st, sw_st, out_sb, out_sn, out_sl,
+              BM: tl.constexpr, BO: tl.constexpr, DEQUANT: tl.constexpr,
+              HAS_BIAS: tl.constexpr, A64: tl.constexpr, CODES: tl.constexpr,
+              UNROLL: tl.constexpr):
+    """Grouped conv with one input channel per group: output channel o reads channel o // NGM;
+    widx (OC, K) uint8 weight indices, colw / wsum per output channel."""
     pid_m = tl.program_id(0)
     pid_o = tl.program_id(1)
     rm = pid_m * BM + tl.arange(0, BM)
@@ -133,66 +260,67 @@ def dw_kernel(a_ptr, lut_ptr, widx_ptr, koff_ptr, kdy_ptr, kdx_ptr,
     mmask = rm < M
     omask1 = ro < OC
     cin = ro // NGM
-    L = OH * OW
-    b = rm // L
-    lpos = rm % L
-    ih0 = (lpos // OW) * SH - PH
-    iw0 = (lpos % OW) * SW - PW
-    base = ((b * H + ih0) * W + iw0) * C
+    b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
+    base = _window_base(b, ih0, iw0, 0, a_sb, a_sc, a_sh, a_sw, A64)
+    na = tl.load(na_ptr)
+    pad_idx = (a_off - na).to(tl.int32)
     acc = tl.zeros((BM, BO), dtype=tl.int32)
     suma = tl.zeros((BM, BO), dtype=tl.int32)
     for k in tl.range(0, K, loop_unroll_factor=UNROLL):
         ko = tl.load(koff_ptr + k)
         dy = tl.load(kdy_ptr + k)
         dx = tl.load(kdx_ptr + k)
-        ih = ih0 + dy
-        iw = iw0 + dx
-        ok = mmask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        a = tl.load(a_ptr + (base + ko)[:, None] + cin[None, :],
-                    mask=ok[:, None] & omask1[None, :], other=pad_idx).to(tl.int32)
+        ok = _inside(mmask, ih0 + dy, iw0 + dx, H, W)
+        a = _act_index(a_ptr, (base + ko)[:, None] + (cin * a_sc)[None, :],
+                       ok[:, None] & omask1[None, :], x_off, pad_idx, CODES)
         suma += a
         wv = tl.load(widx_ptr + ro * K + k, mask=omask1, other=0).to(tl.int32)
         acc += tl.load(lut_ptr + a * CW + wv[None, :]).to(tl.int32)
-    sa = suma.to(tl.int64) - K * a_off
-    colc = tl.load(colc_ptr + ro, mask=omask1, other=0)
-    nw = tl.load(nw_ptr + ro, mask=omask1, other=0)
-    res = acc.to(tl.int64) + sa * nw[None, :] + colc[None, :]
-    omask = mmask[:, None] & omask1[None, :]
-    optr = (out_ptr + b.to(tl.int64)[:, None] * out_sb + ro.to(tl.int64)[None, :] * out_sn
-            + lpos.to(tl.int64)[:, None] * out_sl)
-    if DEQUANT:
-        sc = tl.load(scale_ptr + ro, mask=omask1, other=0.0)
-        y = (res.to(tl.float64) * sc[None, :]).to(tl.float32)
-        if HAS_BIAS:
-            y = y + tl.load(bias_ptr + ro, mask=omask1, other=0.0)[None, :]
-        tl.store(optr, y, mask=omask)
-    else:
-        tl.store(optr, res, mask=omask)
+    asum = suma.to(tl.int64) - K * a_off
+    _epilogue_store(acc.to(tl.int64), asum, b, lpos, mmask, ro, ro, omask1, K, na,
+                    colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr, sw_ptr, sw_st, bias_ptr,
+                    out_ptr, out_sb, out_sn, out_sl, True, DEQUANT, HAS_BIAS)
 
 
-@triton.jit(do_not_specialize=["M", "K", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "pad_idx", "a_off", "out_sb", "out_sn", "out_sl"])
+@triton.jit
+def _tc_class(acc, wide, u_ptr, vk, a, R, v_st, scale, T_LO: tl.constexpr, T_HI: tl.constexpr,
+              WIDE: tl.constexpr):
+    """Terms T_LO <= t < T_HI (one scale class) of a K tile: acc += U_t(a) @ V_t, or, WIDE,
+    wide += scale * (U_t(a) @ V_t) in int64."""
+    for t in tl.static_range(T_LO, T_HI):
+        u = tl.load(u_ptr + t * R + a)
+        v = tl.load(vk + t * v_st)
+        if WIDE:
+            wide += tl.dot(u, v, out_dtype=tl.int32).to(tl.int64) * scale
+        else:
+            acc = tl.dot(u, v, acc, out_dtype=tl.int32)
+    return acc, wide
+
+
+@_fwd_jit
 def tc_kernel(a_ptr, u_ptr, v_ptr, alpha_ptr, koff_ptr, kdy_ptr, kdx_ptr,
-              colc_ptr, nw_ptr, scale_ptr, bias_ptr, out_ptr,
+              colw_ptr, wsum_ptr, na_ptr, nw_ptr, sa_ptr, sw_ptr, bias_ptr, out_ptr,
               s0, s1, s2, s3,
-              M, K, NG, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW,
-              pad_idx, a_off, v_st, v_sg, out_sb, out_sn, out_sl,
+              M, K, NG, NP, R, H, W, CG, OH, OW, SH, SW, PH, PW,
+              a_sb, a_sc, a_sh, a_sw, x_off, a_off, nw_st, sw_st, v_st, v_sg,
+              out_sb, out_sn, out_sl,
               T0: tl.constexpr, T1: tl.constexpr, T2: tl.constexpr, T3: tl.constexpr,
-              HAS_ALPHA: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-              DEQUANT: tl.constexpr, HAS_BIAS: tl.constexpr, WIDE: tl.constexpr):
+              HAS_ALPHA: tl.constexpr, COLS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+              BK: tl.constexpr, DEQUANT: tl.constexpr, HAS_BIAS: tl.constexpr,
+              WIDE: tl.constexpr, A64: tl.constexpr, CODES: tl.constexpr):
+    """acc = sum over classes c of s_c * sum_{t in c} U_t(A) @ V_t(W)  (+ alpha row sums);
+    COLS: add the column terms (only the first launch when the classes need several)."""
     # alpha_ptr holds int32 values (the launcher checks BK * max|alpha| < 2^31)
-    """acc = sum over classes c of s_c * sum_{t in c} U_t(A) @ V_t(W)  (+ alpha row sums)."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     g = tl.program_id(2)
     rm = pid_m * BM + tl.arange(0, BM)
     rn = pid_n * BN + tl.arange(0, BN)
     mmask = rm < M
-    L = OH * OW
-    b = rm // L
-    lpos = rm % L
-    ih0 = (lpos // OW) * SH - PH
-    iw0 = (lpos % OW) * SW - PW
-    base = ((b * H + ih0) * W + iw0) * C + g * CG
+    b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
+    base = _window_base(b, ih0, iw0, g * CG, a_sb, a_sc, a_sh, a_sw, A64)
+    na = tl.load(na_ptr)
+    pad_idx = (a_off - na).to(tl.int32)
     acc0 = tl.zeros((BM, BN), dtype=tl.int32)
     acc1 = tl.zeros((BM, BN), dtype=tl.int32)
     acc2 = tl.zeros((BM, BN), dtype=tl.int32)
@@ -207,43 +335,20 @@ def tc_kernel(a_ptr, u_ptr, v_ptr, alpha_ptr, koff_ptr, kdy_ptr, kdx_ptr,
         ko = tl.load(koff_ptr + rk)
         dy = tl.load(kdy_ptr + rk)
         dx = tl.load(kdx_ptr + rk)
-        ih = ih0[:, None] + dy[None, :]
-        iw = iw0[:, None] + dx[None, :]
-        ok = (mmask[:, None] & kmask[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W))
-        a = tl.load(a_ptr + base[:, None] + ko[None, :], mask=ok, other=pad_idx).to(tl.int32)
+        ok = _inside(mmask[:, None] & kmask[None, :], ih0[:, None] + dy[None, :],
+                     iw0[:, None] + dx[None, :], H, W)
+        a = _act_index(a_ptr, base[:, None] + ko[None, :], ok, x_off, pad_idx, CODES)
         suma += tl.sum(tl.where(kmask[None, :], a - a_off, 0), axis=1)
         if HAS_ALPHA:
             al = tl.load(alpha_ptr + a)
             sal += tl.sum(tl.where(kmask[None, :], al, 0), axis=1).to(tl.int64)
         vk = vbase + rk[:, None] * NP
-        for t in tl.static_range(T0):
-            u = tl.load(u_ptr + t * R + a)
-            v = tl.load(vk + t * v_st)
-            if WIDE:
-                wide += tl.dot(u, v, out_dtype=tl.int32).to(tl.int64) * s0
-            else:
-                acc0 = tl.dot(u, v, acc0, out_dtype=tl.int32)
-        for t in tl.static_range(T0, T0 + T1):
-            u = tl.load(u_ptr + t * R + a)
-            v = tl.load(vk + t * v_st)
-            if WIDE:
-                wide += tl.dot(u, v, out_dtype=tl.int32).to(tl.int64) * s1
-            else:
-                acc1 = tl.dot(u, v, acc1, out_dtype=tl.int32)
-        for t in tl.static_range(T0 + T1, T0 + T1 + T2):
-            u = tl.load(u_ptr + t * R + a)
-            v = tl.load(vk + t * v_st)
-            if WIDE:
-                wide += tl.dot(u, v, out_dtype=tl.int32).to(tl.int64) * s2
-            else:
-                acc2 = tl.dot(u, v, acc2, out_dtype=tl.int32)
-        for t in tl.static_range(T0 + T1 + T2, T0 + T1 + T2 + T3):
-            u = tl.load(u_ptr + t * R + a)
-            v = tl.load(vk + t * v_st)
-            if WIDE:
-                wide += tl.dot(u, v, out_dtype=tl.int32).to(tl.int64) * s3
-            else:
-                acc3 = tl.dot(u, v, acc3, out_dtype=tl.int32)
+        acc0, wide = _tc_class(acc0, wide, u_ptr, vk, a, R, v_st, s0, 0, T0, WIDE)
+        acc1, wide = _tc_class(acc1, wide, u_ptr, vk, a, R, v_st, s1, T0, T0 + T1, WIDE)
+        acc2, wide = _tc_class(acc2, wide, u_ptr, vk, a, R, v_st, s2, T0 + T1, T0 + T1 + T2,
+                               WIDE)
+        acc3, wide = _tc_class(acc3, wide, u_ptr, vk, a, R, v_st, s3, T0 + T1 + T2,
+                               T0 + T1 + T2 + T3, WIDE)
     res = wide
     if T0 > 0:
         res += acc0.to(tl.int64) * s0
@@ -253,23 +358,80 @@ def tc_kernel(a_ptr, u_ptr, v_ptr, alpha_ptr, koff_ptr, kdy_ptr, kdx_ptr,
         res += acc2.to(tl.int64) * s2
     if T3 > 0:
         res += acc3.to(tl.int64) * s3
-    cidx = g * NP + rn
-    colc = tl.load(colc_ptr + cidx)
-    nw = tl.load(nw_ptr + cidx)
-    res += suma.to(tl.int64)[:, None] * nw[None, :] + colc[None, :]
     if HAS_ALPHA:
         res += sal[:, None]
-    omask = mmask[:, None] & (rn < NG)[None, :]
-    optr = (out_ptr + b.to(tl.int64)[:, None] * out_sb + (g * NG + rn).to(tl.int64)[None, :] * out_sn
-            + lpos.to(tl.int64)[:, None] * out_sl)
-    if DEQUANT:
-        sc = tl.load(scale_ptr + cidx)
-        y = (res.to(tl.float64) * sc[None, :]).to(tl.float32)
-        if HAS_BIAS:
-            y = y + tl.load(bias_ptr + g * NG + rn, mask=rn < NG, other=0.0)[None, :]
-        tl.store(optr, y, mask=omask)
+    _epilogue_store(res, suma.to(tl.int64)[:, None], b, lpos, mmask, g * NP + rn, g * NG + rn,
+                    rn < NG, K, na, colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr, sw_ptr, sw_st,
+                    bias_ptr, out_ptr, out_sb, out_sn, out_sl, COLS, DEQUANT, HAS_BIAS)
+
+
+# --------------------------------------------------------------------------------------------
+# weight-side preparation (one launch per weight tensor; cached by the backends)
+
+
+@triton.jit(do_not_specialize=["K", "NG", "CG", "KHW", "w_off", "cconst", "n_col", "n_rb"])
+def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, colw_ptr, wsum_ptr,
+                    K, NG, NP, R, CW, CG, KHW, w_off, cconst, n_col, n_rb,
+                    BN: tl.constexpr, RB: tl.constexpr, CBN: tl.constexpr, BK: tl.constexpr,
+                    DIRECT: tl.constexpr):
+    """Grid (n_col + table programs, G). Programs pid < n_col: column block pid of colw
+    (= cconst: a plain LUT has no beta) and wsum. The others build the table of tap k: the
+    per-tap table
+    T[g, k, v, n] = LUT16[v, w[g, k, n]] for one block of RB codes v (program n_col +
+    k * n_rb + v_block) or, DIRECT, the uint8 weight indices (G, K, NP) (program n_col + k)."""
+    pid = tl.program_id(0)
+    g = tl.program_id(1)
+    if pid < n_col:
+        _column_sums(qw_ptr, lut_ptr, colw_ptr, wsum_ptr, g, pid, K, NG, NP, CG, KHW, w_off,
+                     cconst, CBN, BK, False)
     else:
-        tl.store(optr, res, mask=omask)
+        q = pid - n_col
+        if DIRECT:
+            for n0 in range(0, NP, BN):
+                rn = n0 + tl.arange(0, BN)
+                widx = _weight_index(qw_ptr, g, q, rn, rn < NG, NG, CG, KHW, w_off)
+                tl.store(t_ptr + (g * K + q) * NP + rn, widx.to(tl.uint8), mask=rn < NP)
+        else:
+            k = q // n_rb
+            rv = (q % n_rb) * RB + tl.arange(0, RB)
+            vm = rv < R
+            base = t_ptr + ((g * K + k) * R).to(tl.int64) * NP
+            for n0 in range(0, NP, BN):
+                rn = n0 + tl.arange(0, BN)
+                widx = _weight_index(qw_ptr, g, k, rn, rn < NG, NG, CG, KHW, w_off)
+                val = tl.load(lut_ptr + rv[:, None] * CW + widx[None, :], mask=vm[:, None],
+                              other=0)
+                tl.store(base + rv[:, None] * NP + rn[None, :], val,
+                         mask=vm[:, None] & (rn < NP)[None, :])
+
+
+@triton.jit(do_not_specialize=["K", "KP", "NG", "CG", "KHW", "w_off", "v_st", "n_col"])
+def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
+                   K, KP, NG, NP, CW, CG, KHW, w_off, v_st, n_col,
+                   T: tl.constexpr, BN: tl.constexpr, CBN: tl.constexpr, BK: tl.constexpr):
+    """Grid (n_col + KP, G). Programs pid < n_col: column block pid of colw = sum_k beta(w) and
+    wsum; program n_col + k: V[t, g, k, n] = Vtab[t, w[g, k, n]] (int8), zero for k >= K or
+    n >= NG."""
+    pid = tl.program_id(0)
+    g = tl.program_id(1)
+    if pid < n_col:
+        _column_sums(qw_ptr, beta_ptr, colw_ptr, wsum_ptr, g, pid, K, NG, NP, CG, KHW, w_off,
+                     0, CBN, BK, True)
+    else:
+        k = pid - n_col
+        kc = tl.minimum(k, K - 1)
+        for n0 in range(0, NP, BN):
+            rn = n0 + tl.arange(0, BN)
+            nm = rn < tl.where(k < K, NG, 0)
+            widx = _weight_index(qw_ptr, g, kc, rn, nm, NG, CG, KHW, w_off)
+            base = v_ptr + (g * KP + k).to(tl.int64) * NP + rn
+            for t in tl.static_range(T):
+                val = tl.load(vtab_ptr + t * CW + widx)
+                tl.store(base + t * v_st, tl.where(nm, val, 0).to(tl.int8), mask=rn < NP)
+
+
+# --------------------------------------------------------------------------------------------
+# error-aware gradients and statistics (uint8 NHWC indices)
 
 
 @triton.jit(do_not_specialize=["M", "K", "G", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "pad_idx"])
@@ -282,11 +444,7 @@ def ea_gx_kernel(a_ptr, ta_ptr, gs_ptr, nw_ptr, out_ptr, koff_ptr, kdy_ptr, kdx_
     rm = pid_m * BM + tl.arange(0, BM)
     rn = tl.arange(0, BN)
     mmask = rm < M
-    L = OH * OW
-    b = rm // L
-    lpos = rm % L
-    ih0 = (lpos // OW) * SH - PH
-    iw0 = (lpos % OW) * SW - PW
+    b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
     base = ((b * H + ih0) * W + iw0) * C + g * CG
     gs = tl.load(gs_ptr + (rm.to(tl.int64) * G + g)[:, None] * NP + rn[None, :],
                  mask=mmask[:, None] & (rn < BN)[None, :], other=0.0)
@@ -298,9 +456,7 @@ def ea_gx_kernel(a_ptr, ta_ptr, gs_ptr, nw_ptr, out_ptr, koff_ptr, kdy_ptr, kdx_
         ko = tl.load(koff_ptr + k)
         dy = tl.load(kdy_ptr + k)
         dx = tl.load(kdx_ptr + k)
-        ih = ih0 + dy
-        iw = iw0 + dx
-        ok = mmask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        ok = _inside(mmask, ih0 + dy, iw0 + dx, H, W)
         a = tl.load(a_ptr + base + ko, mask=ok, other=pad_idx).to(tl.int32)
         rows = tl.load(tbase + (k * R + a)[:, None] * NP)
         s = tl.sum(rows * gs, axis=1) + cst
@@ -316,7 +472,6 @@ def ea_gw_kernel(a_ptr, tw_ptr, gy_ptr, part_ptr, koff_ptr, kdy_ptr, kdx_ptr,
     s = tl.program_id(1)
     g = tl.program_id(2)
     rn = tl.arange(0, BN)
-    L = OH * OW
     m_lo = s * m_per_split
     m_hi = tl.minimum(m_lo + m_per_split, M)
     tbase = tw_ptr + g.to(tl.int64) * K * R * NP + rn[None, :]
@@ -324,10 +479,7 @@ def ea_gw_kernel(a_ptr, tw_ptr, gy_ptr, part_ptr, koff_ptr, kdy_ptr, kdx_ptr,
     for m0 in range(m_lo, m_hi, BM):
         rm = m0 + tl.arange(0, BM)
         mmask = rm < m_hi
-        b = rm // L
-        lpos = rm % L
-        ih0 = (lpos // OW) * SH - PH
-        iw0 = (lpos % OW) * SW - PW
+        b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
         base = ((b * H + ih0) * W + iw0) * C + g * CG
         gy = tl.load(gy_ptr + (rm.to(tl.int64) * G + g)[:, None] * NP + rn[None, :],
                      mask=mmask[:, None] & (rn < BN)[None, :], other=0.0)
@@ -338,9 +490,7 @@ def ea_gw_kernel(a_ptr, tw_ptr, gy_ptr, part_ptr, koff_ptr, kdy_ptr, kdx_ptr,
             ko = tl.load(koff_ptr + kc)
             dy = tl.load(kdy_ptr + kc)
             dx = tl.load(kdx_ptr + kc)
-            ih = ih0 + dy
-            iw = iw0 + dx
-            ok = mmask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            ok = _inside(mmask, ih0 + dy, iw0 + dx, H, W)
             a = tl.load(a_ptr + base + ko, mask=ok, other=pad_idx).to(tl.int32)
             rows = tl.load(tbase + (kc * R + a)[:, None] * NP)
             part = tl.sum(rows * gy, axis=0)
@@ -360,107 +510,16 @@ def tap_hist_kernel(a_ptr, hist_ptr, koff_ptr, kdy_ptr, kdx_ptr,
     ko = tl.load(koff_ptr + k)
     dy = tl.load(kdy_ptr + k)
     dx = tl.load(kdx_ptr + k)
-    L = OH * OW
     h = tl.zeros((RB,), dtype=tl.int32)
     m_lo = pid * m_per_prog
     m_hi = tl.minimum(m_lo + m_per_prog, M)
     for m0 in range(m_lo, m_hi, BM):
         rm = m0 + tl.arange(0, BM)
         mmask = rm < m_hi
-        b = rm // L
-        lpos = rm % L
-        ih0 = (lpos // OW) * SH - PH
-        iw0 = (lpos % OW) * SW - PW
-        ih = ih0 + dy
-        iw = iw0 + dx
-        ok = mmask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
+        ok = _inside(mmask, ih0 + dy, iw0 + dx, H, W)
         a = tl.load(a_ptr + ((b * H + ih0) * W + iw0) * C + g * CG + ko, mask=ok,
                     other=pad_idx).to(tl.int32)
         h += tl.histogram(a, RB, mask=mmask)
     rv = tl.arange(0, RB)
     tl.atomic_add(hist_ptr + (g * K + k) * R + rv, h, mask=rv < R)
-
-
-@triton.jit(do_not_specialize=["K", "NG", "CG", "KHW", "w_off"])
-def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, K, NG, NP, R, CW, CG, KHW, w_off,
-                    BN: tl.constexpr, RB: tl.constexpr, DIRECT: tl.constexpr):
-    """Per-tap table T[g, k, v, n] = LUT16[v, w[g, k, n]] for v in this program's block of RB
-    codes (or, DIRECT, the uint8 weight indices (G, K, NP)), from the float codes qw."""
-    k = tl.program_id(0)
-    g = tl.program_id(1)
-    vb = tl.program_id(2)
-    tap = k // CG
-    c = k % CG
-    rv = vb * RB + tl.arange(0, RB)
-    for n0 in range(0, NP, BN):
-        rn = n0 + tl.arange(0, BN)
-        nm = rn < NG
-        wq = tl.load(qw_ptr + ((g * NG + rn) * CG + c) * KHW + tap, mask=nm, other=0.0)
-        widx = tl.where(nm, (wq + w_off).to(tl.int32), 0)
-        if DIRECT:
-            tl.store(t_ptr + (g * K + k) * NP + rn, widx.to(tl.uint8), mask=rn < tl.where(vb == 0, NP, 0))
-        else:
-            vm = rv < R
-            val = tl.load(lut_ptr + rv[:, None] * CW + widx[None, :], mask=vm[:, None], other=0)
-            base = t_ptr + ((g * K + k) * R).to(tl.int64) * NP
-            tl.store(base + rv[:, None] * NP + rn[None, :], val,
-                     mask=vm[:, None] & (rn < NP)[None, :])
-
-
-@triton.jit(do_not_specialize=["K", "KP", "NG", "CG", "KHW", "w_off", "v_st"])
-def prep_tc_kernel(qw_ptr, vtab_ptr, v_ptr, K, KP, NG, NP, CW, CG, KHW, w_off, v_st,
-                   T: tl.constexpr, BN: tl.constexpr):
-    """V[t, g, k, n] = Vtab[t, w[g, k, n]] (int8), zero for k >= K or n >= NG."""
-    k = tl.program_id(0)
-    g = tl.program_id(1)
-    kc = tl.minimum(k, K - 1)
-    tap = kc // CG
-    c = kc % CG
-    for n0 in range(0, NP, BN):
-        rn = n0 + tl.arange(0, BN)
-        nm = rn < tl.where(k < K, NG, 0)
-        wq = tl.load(qw_ptr + ((g * NG + rn) * CG + c) * KHW + tap, mask=nm, other=0.0)
-        widx = tl.where(nm, (wq + w_off).to(tl.int32), 0)
-        base = v_ptr + (g * KP + k).to(tl.int64) * NP + rn
-        for t in tl.static_range(T):
-            val = tl.load(vtab_ptr + t * CW + widx)
-            tl.store(base + t * v_st, tl.where(nm, val, 0).to(tl.int8), mask=rn < NP)
-
-
-@triton.jit(do_not_specialize=["K", "NG", "CG", "KHW", "w_off", "n_a", "cconst"])
-def prep_cols_kernel(qw_ptr, nw_ptr, beta_ptr, sa_ptr, sw_ptr, colc_ptr, nwo_ptr, scale_ptr,
-                     K, NG, NP, CG, KHW, w_off, n_a, cconst,
-                     BN: tl.constexpr, BK: tl.constexpr, HAS_BETA: tl.constexpr,
-                     SCALE: tl.constexpr, SW_VEC: tl.constexpr):
-    """Per-column epilogue operands, padded to NP per group: colc = cconst + sum_k beta(w)
-    + n_a * sum_k w + K * n_a * n_w, n_w as int64 and (SCALE) float64(s_a) * float64(s_w)."""
-    g = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    rn = pid_n * BN + tl.arange(0, BN)
-    nm = rn < NG
-    sw = tl.zeros((BN,), dtype=tl.int64)
-    sb = tl.zeros((BN,), dtype=tl.int64)
-    for k0 in range(0, K, BK):
-        rk = k0 + tl.arange(0, BK)
-        km = rk < K
-        tap = rk // CG
-        c = rk % CG
-        m2 = km[:, None] & nm[None, :]
-        wq = tl.load(qw_ptr + ((g * NG + rn[None, :]) * CG + c[:, None]) * KHW + tap[:, None],
-                     mask=m2, other=0.0)
-        code = wq.to(tl.int32)
-        sw += tl.sum(code, axis=0).to(tl.int64)
-        if HAS_BETA:
-            bv = tl.load(beta_ptr + tl.where(m2, code + w_off, 0))
-            sb += tl.sum(tl.where(m2, bv, 0), axis=0)
-    nwv = tl.load(nw_ptr + g * NG + rn, mask=nm, other=0.0).to(tl.int64)
-    colc = cconst + sb + n_a * sw + K * n_a * nwv
-    tl.store(colc_ptr + g * NP + rn, tl.where(nm, colc, 0), mask=rn < NP)
-    tl.store(nwo_ptr + g * NP + rn, tl.where(nm, nwv, 0), mask=rn < NP)
-    if SCALE:
-        sa = tl.load(sa_ptr).to(tl.float64)
-        if SW_VEC:
-            swv = tl.load(sw_ptr + g * NG + rn, mask=nm, other=0.0).to(tl.float64)
-        else:
-            swv = tl.load(sw_ptr + rn * 0).to(tl.float64)
-        tl.store(scale_ptr + g * NP + rn, tl.where(nm, sa * swv, 0.0), mask=rn < NP)
