@@ -76,7 +76,14 @@ class OperandRecorder:
         self.formats: dict[str, dict] = {}
 
     @torch.no_grad()
-    def observe(self, layer: nn.Module, x: torch.Tensor, a_q, w_q) -> None:
+    def observe(self, layer: nn.Module, x: torch.Tensor, a_q, w_q, *, n_a: float | None = None,
+                qw: torch.Tensor | None = None) -> None:
+        """Add the operand histogram of one forward of ``layer`` on input ``x``.
+
+        ``n_a`` (the activation zero point as a Python float) and ``qw`` (the weight codes in
+        conv shape) are the layer's cached eval-mode values when it has them; None computes
+        them here (``n_a`` then costs one host sync).
+        """
         spec = layer.spec
         if isinstance(layer, nn.Conv2d):
             xx, ww = x, layer.weight
@@ -87,9 +94,10 @@ class OperandRecorder:
             ww = layer.weight.reshape(layer.weight.shape[0], -1, 1, 1)
             geom = ConvGeometry()
         qa = quantize(xx.detach(), a_q[0], a_q[1], spec.a_bits, spec.signed)
-        qw = quantize(ww.detach(), w_q[0], w_q[1], spec.w_bits, spec.signed, channel_dim=0)
+        if qw is None:
+            qw = quantize(ww.detach(), w_q[0], w_q[1], spec.w_bits, spec.signed, channel_dim=0)
         hist = operand_histogram(qa, qw, geom, spec.a_bits, spec.w_bits, spec.signed,
-                                 float(a_q[1]))
+                                 float(a_q[1]) if n_a is None else float(n_a))
         name = layer.layer_name
         if name in self.histograms:
             if self.histograms[name].shape != hist.shape:

@@ -14,6 +14,12 @@ with ``acc`` using the LUT in place of q_a*q_w (approximate) or the exact produc
   dL/dx at a tap = sum_out g * s_w * (dA[a, w] + n_w) and dL/dw = sum_out g * s_a * (dW[a, w] + n_a),
   where dA, dW are the smoothed derivative tables of the LUT (:mod:`axcnn.lut.gradients`). With
   the exact LUT they equal w and a, so the rule reduces to STE.
+
+Inference fast path: when no gradient is needed and the backend has ``conv2d_dequant``
+(triton, decomposed, the CUDA auto dispatcher), the dequantisation and the bias are fused into
+the backend's epilogue -- float32(float64(acc) * s_a * s_w) + bias, the same IEEE operations as
+the unfused path, so the output is bit-identical. Layers in eval mode pass their cached weight
+codes ``qw`` and the activation zero point ``n_a`` as a Python float (no host sync per call).
 """
 
 from __future__ import annotations
@@ -88,21 +94,42 @@ def _dequant_acc(acc: torch.Tensor, s_a: torch.Tensor, s_w: torch.Tensor) -> tor
     return (acc.double() * scale).float()
 
 
+def quantize_weight(weight: torch.Tensor, w_qparams: tuple[torch.Tensor, torch.Tensor],
+                    spec: QuantSpec) -> torch.Tensor:
+    """Weight codes (float tensor of exact integers) as :func:`approx_conv2d` computes them;
+    per-channel scales run along dim 0. Layers cache this in eval mode and pass it as ``qw``."""
+    s_w, n_w = w_qparams
+    return quantize(weight.detach(), s_w.detach(), n_w.detach(), spec.w_bits, spec.signed,
+                    channel_dim=0)
+
+
+def _int_problem(x, weight, s_a, n_a, s_w, n_w, spec, geometry, lut, qw, n_a_value):
+    """The integer problem of one quantized conv (quantizes what is not given)."""
+    qa = quantize(x.detach(), s_a, n_a, spec.a_bits, spec.signed)
+    if qw is None:
+        qw = quantize(weight.detach(), s_w, n_w, spec.w_bits, spec.signed, channel_dim=0)
+    oc = weight.shape[0]
+    problem = IntConvProblem(
+        qa=qa, qw=qw, n_a=float(n_a) if n_a_value is None else float(n_a_value),
+        n_w=n_w.expand(oc) if n_w.ndim == 0 else n_w,
+        geometry=geometry,
+        table=None if lut is None else lut.table,
+        a_offset=0 if lut is None else lut.a_offset,
+        w_offset=0 if lut is None else lut.w_offset,
+    )
+    # the code format, so that GPU backends need not read the code range back (a host sync)
+    # to pick their exact-product kernel; either choice gives the same exact products
+    problem.signed = spec.signed
+    return problem
+
+
 class _QuantConv2dFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, s_a, n_a, s_w, n_w, spec, geometry, lut, grad_rule, impl):
-        qa = quantize(x.detach(), s_a, n_a, spec.a_bits, spec.signed)
-        qw = quantize(weight.detach(), s_w, n_w, spec.w_bits, spec.signed, channel_dim=0)
-        oc = weight.shape[0]
-        problem = IntConvProblem(
-            qa=qa, qw=qw, n_a=float(n_a), n_w=n_w.expand(oc) if n_w.ndim == 0 else n_w,
-            geometry=geometry,
-            table=None if lut is None else lut.table,
-            a_offset=0 if lut is None else lut.a_offset,
-            w_offset=0 if lut is None else lut.w_offset,
-        )
+    def forward(ctx, x, weight, s_a, n_a, s_w, n_w, spec, geometry, lut, grad_rule, impl,
+                qw=None, n_a_value=None):
+        problem = _int_problem(x, weight, s_a, n_a, s_w, n_w, spec, geometry, lut, qw, n_a_value)
         acc = impl.conv2d_acc(problem)
-        ctx.save_for_backward(qa, qw, s_a, n_a, s_w, n_w)
+        ctx.save_for_backward(problem.qa, problem.qw, s_a, n_a, s_w, n_w)
         ctx.meta = (problem.n_a, geometry, lut, grad_rule, impl, x.shape, weight.shape)
         return _dequant_acc(acc, s_a, s_w).to(x.dtype)
 
@@ -129,7 +156,7 @@ class _QuantConv2dFn(torch.autograd.Function):
             if need_w:
                 gw = conv2d_weight(s_a * (qa + n_a), w_shape, grad_y, g.stride, g.padding,
                                    g.dilation, g.groups)
-        return gx, gw, None, None, None, None, None, None, None, None, None
+        return gx, gw, None, None, None, None, None, None, None, None, None, None, None
 
 
 def _prepare_lut(lut, spec: QuantSpec, device, grad_rule: GradRule, window: int):
@@ -142,6 +169,21 @@ def _prepare_lut(lut, spec: QuantSpec, device, grad_rule: GradRule, window: int)
     raise LUTError(f"expected a MultiplierLUT, LUTTensors or None, got {type(lut).__name__}")
 
 
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _fused_dequant(impl, x: torch.Tensor, bias: torch.Tensor | None):
+    """The backend's fused ``conv2d_dequant`` where it gives the unfused path's exact result
+    (float32 output and bias), else None."""
+    fn = getattr(impl, "conv2d_dequant", None)
+    if fn is None or x.dtype != torch.float32:
+        return None
+    if bias is not None and bias.dtype != torch.float32:
+        return None
+    return fn
+
+
 def approx_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   stride=1, padding=0, dilation=1, groups: int = 1, *,
                   a_qparams: tuple[torch.Tensor, torch.Tensor],
@@ -150,10 +192,20 @@ def approx_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                   lut: MultiplierLUT | LUTTensors | None = None,
                   grad_rule: GradRule | str = GradRule.STE,
                   backend: Backend | str = Backend.AUTO,
-                  window: int = DEFAULT_WINDOW) -> torch.Tensor:
-    """Quantized conv2d whose products go through ``lut`` (exact products if None)."""
+                  window: int = DEFAULT_WINDOW,
+                  qw: torch.Tensor | None = None,
+                  n_a: float | None = None) -> torch.Tensor:
+    """Quantized conv2d whose products go through ``lut`` (exact products if None).
+
+    ``qw``: precomputed weight codes, ``quantize_weight(weight, w_qparams, spec)`` (layers
+    cache them in eval mode; the backend sees this very tensor). ``n_a``: the activation zero
+    point ``a_qparams[1]`` as a Python float (saves a host sync). None computes them here.
+    """
     if isinstance(padding, str):
         raise ConfigError("string padding ('same'/'valid') is not supported; give the padding size")
+    if qw is not None and qw.shape != weight.shape:
+        raise ConfigError(f"precomputed weight codes have shape {tuple(qw.shape)}, the weight "
+                          f"{tuple(weight.shape)}; pass quantize_weight(weight, ...) of this weight")
     grad_rule = GradRule.parse(grad_rule)
     impl = get_backend(backend, x.device)
     lut_t = _prepare_lut(lut, spec, x.device, grad_rule, window)
@@ -161,9 +213,14 @@ def approx_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         raise ConfigError("error-aware gradients need the LUT's gradient tables "
                           "(LUTTensors.from_lut(..., with_grads=True))")
     geometry = ConvGeometry(_pair(stride), _pair(padding), _pair(dilation), int(groups))
-    s_a, n_a = (t.detach().to(x.device) for t in a_qparams)
+    s_a, n_a_t = (t.detach().to(x.device) for t in a_qparams)
     s_w, n_w = (t.detach().to(x.device) for t in w_qparams)
-    y = _QuantConv2dFn.apply(x, weight, s_a, n_a, s_w, n_w, spec, geometry, lut_t, grad_rule, impl)
+    fused = None if _needs_grad(x, weight, bias) else _fused_dequant(impl, x, bias)
+    if fused is not None:
+        problem = _int_problem(x, weight, s_a, n_a_t, s_w, n_w, spec, geometry, lut_t, qw, n_a)
+        return fused(problem, s_a, s_w, None if bias is None else bias.detach())
+    y = _QuantConv2dFn.apply(x, weight, s_a, n_a_t, s_w, n_w, spec, geometry, lut_t, grad_rule,
+                             impl, qw, n_a)
     if bias is not None:
         y = y + bias.view(1, -1, 1, 1)
     return y
@@ -174,16 +231,24 @@ def approx_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                   lut: MultiplierLUT | LUTTensors | None = None,
                   grad_rule: GradRule | str = GradRule.STE,
                   backend: Backend | str = Backend.AUTO,
-                  window: int = DEFAULT_WINDOW) -> torch.Tensor:
-    """Quantized linear layer (a 1x1 convolution over the flattened leading dimensions)."""
+                  window: int = DEFAULT_WINDOW,
+                  qw: torch.Tensor | None = None,
+                  n_a: float | None = None) -> torch.Tensor:
+    """Quantized linear layer (a 1x1 convolution over the flattened leading dimensions).
+
+    ``qw``, ``n_a``: as in :func:`approx_conv2d`; ``qw`` has the conv shape (N, K, 1, 1).
+    """
     lead = x.shape[:-1]
     K = x.shape[-1]
     N = weight.shape[0]
-    y = approx_conv2d(x.reshape(-1, K, 1, 1), weight.reshape(N, K, 1, 1), None,
+    # without gradients the bias goes into the conv (a fused epilogue adds it there); the
+    # addition is the same elementwise float32 operation either way
+    inner_bias = None if _needs_grad(x, weight, bias) else bias
+    y = approx_conv2d(x.reshape(-1, K, 1, 1), weight.reshape(N, K, 1, 1), inner_bias,
                       a_qparams=a_qparams, w_qparams=w_qparams, spec=spec, lut=lut,
-                      grad_rule=grad_rule, backend=backend, window=window)
+                      grad_rule=grad_rule, backend=backend, window=window, qw=qw, n_a=n_a)
     y = y.reshape(*lead, N)
-    return y + bias if bias is not None else y
+    return y + bias if bias is not None and inner_bias is None else y
 
 
 def approx_matmul(a_codes: torch.Tensor, w_codes: torch.Tensor,

@@ -4,6 +4,12 @@
 (momentum 0.1; the first batch sets the range), as the seed did. It updates while its module
 is in training mode (quantization-aware training) or inside :func:`observing` (calibration in
 eval mode, which leaves BatchNorm statistics alone); otherwise the stored range is used.
+
+Nothing here waits for the GPU in ``forward``: the first-batch case is blended on the device
+with ``torch.where``. Whether the observer has a range (the ``initialized`` buffer) is cached as
+a Python value keyed on that buffer and its version counter, so :meth:`ActivationObserver.qparams`
+reads the device at most once after a reset, a ``load_state_dict`` or a direct write to the
+buffer, never while the observer keeps updating or keeps being used for inference.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from .qparams import qparams_from_range
 
 
 class ActivationObserver(nn.Module):
+    """Running min/max of the activations that enter a quantized layer (see the module doc)."""
+
     def __init__(self, momentum: float = 0.1) -> None:
         super().__init__()
         self.momentum = momentum
@@ -26,33 +34,55 @@ class ActivationObserver(nn.Module):
         self.register_buffer("max_val", torch.tensor(0.0))
         self.register_buffer("initialized", torch.tensor(False))
         self.calibrating = False  # set by observing(); plain attribute, not saved
+        self._ready: tuple | None = None  # (initialized tensor, its version, value) or None
+        self._remember_ready(False)
 
     def reset(self) -> None:
         self.min_val.zero_()
         self.max_val.zero_()
         self.initialized.fill_(False)
+        self._remember_ready(False)
 
     @property
     def updating(self) -> bool:
         return self.training or self.calibrating
+
+    def _remember_ready(self, value: bool) -> None:
+        flag = self.initialized
+        self._ready = None if flag.is_inference() else (flag, flag._version, value)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the observer holds a range; reads the device only when the cached answer
+        may be stale (after reset, load_state_dict, ``.to()`` or a direct buffer write)."""
+        flag, hit = self.initialized, self._ready
+        if hit is not None and hit[0] is flag and hit[1] == flag._version:
+            return hit[2]
+        value = bool(flag)
+        self._remember_ready(value)
+        return value
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._ready = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.updating and x.numel() > 0:
             lo, hi = torch.aminmax(x.detach())
             lo, hi = lo.float(), hi.float()
-            if bool(self.initialized):
-                m = self.momentum
-                self.min_val.mul_(1 - m).add_(m * lo)
-                self.max_val.mul_(1 - m).add_(m * hi)
-            else:
-                self.min_val.copy_(lo)
-                self.max_val.copy_(hi)
-                self.initialized.fill_(True)
+            m = self.momentum
+            # the EMA step and the first batch, chosen on the device (no host sync); the EMA
+            # operations are the ones of the former in-place update mul_(1 - m).add_(m * lo)
+            seen = self.initialized
+            self.min_val.copy_(torch.where(seen, self.min_val * (1 - m) + m * lo, lo))
+            self.max_val.copy_(torch.where(seen, self.max_val * (1 - m) + m * hi, hi))
+            self.initialized.fill_(True)
+            self._remember_ready(True)
         return x
 
     def qparams(self, bits: int, signed: bool, owner: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-        if not bool(self.initialized):
+        if not self.ready:
             where = f" of layer '{owner}'" if owner else ""
             raise ConfigError(
                 f"the activation observer{where} has no range yet: calibrate the model "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -11,6 +12,8 @@ from tqdm import tqdm
 
 from ..config import OptimConfig
 from ..data import ImageDataset
+
+log = logging.getLogger(__name__)
 
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig):
@@ -28,22 +31,59 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig):
     return opt, sched
 
 
+def _on_cuda(model: nn.Module) -> bool:
+    p = next(iter(model.parameters()), None)
+    return p is not None and p.is_cuda
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ImageDataset, batch_size: int = 500, *,
-             progress: bool = False, desc: str = "test") -> dict[str, float]:
-    """Top-1 accuracy (%) and mean loss on the test split; the model is left in eval mode."""
+             progress: bool = False, desc: str = "test", cuda_graph: bool = True) -> dict[str, float]:
+    """Top-1 accuracy (%) and mean loss on the test split; the model is left in eval mode.
+
+    On CUDA (``cuda_graph``) full batches replay a CUDA graph of the eval forward
+    (:class:`axcnn.nn.graphs.GraphedModel`; the last, smaller batch runs eagerly): the same
+    kernels, so the same numbers. Where the capture fails (a backend that reads values back
+    from the GPU) it logs why and evaluates eagerly. Loss and accuracy are summed on the
+    device (float64 / int64, the same sums as on the host) and read once at the end.
+    """
     model.eval()
-    correct, total, loss_sum = 0, 0, 0.0
+    forward = model
+    if cuda_graph and _on_cuda(model):
+        from ..nn.graphs import GraphedModel
+
+        forward = GraphedModel(model)
+    loss_sum, correct, total = None, None, 0
     n = len(data.test_labels)
     bar = tqdm(total=n, desc=desc, unit="img", leave=False, disable=not progress)
     for x, y in data.test_batches(batch_size):
-        logits = model(x)
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == y).sum())
+        logits = _forward_or_eager(forward, model, x)
+        if logits is None:              # the capture failed: evaluate eagerly from here on
+            forward = model
+            logits = model(x)
+        loss = F.cross_entropy(logits, y, reduction="sum").double()
+        hits = (logits.argmax(dim=1) == y).sum()
+        loss_sum = loss if loss_sum is None else loss_sum + loss
+        correct = hits if correct is None else correct + hits
         total += len(y)
         bar.update(len(y))
     bar.close()
-    return {"accuracy": 100.0 * correct / max(total, 1), "loss": loss_sum / max(total, 1)}
+    loss_total = 0.0 if loss_sum is None else float(loss_sum)
+    n_correct = 0 if correct is None else int(correct)
+    return {"accuracy": 100.0 * n_correct / max(total, 1), "loss": loss_total / max(total, 1)}
+
+
+def _forward_or_eager(forward, model: nn.Module, x: torch.Tensor):
+    """``forward(x)``; None (after a log line) when ``forward`` is a graph whose capture failed."""
+    if forward is model:
+        return model(x)
+    from ..nn.graphs import GraphCaptureError
+
+    try:
+        return forward(x)
+    except GraphCaptureError as exc:
+        log.info("CUDA graph capture failed, evaluating eagerly: %s", exc)
+        return None
 
 
 @torch.no_grad()

@@ -198,3 +198,104 @@ def test_calibrate_accepts_pairs_and_max_batches():
     pairs = [(x, torch.zeros(4, dtype=torch.long)) for x in data(5)]
     assert calibrate(model, pairs, max_batches=2) == 2
     assert calibrate(model, iter(pairs)) == 5
+
+
+# --- no host sync, cached readiness --------------------------------------------------------------
+
+def _old_update(state, x, m=0.1):
+    """The former update (in place, a Python branch on ``initialized``): the EMA reference."""
+    lo, hi = torch.aminmax(x)
+    lo, hi = lo.float(), hi.float()
+    if state["init"]:
+        state["min"].mul_(1 - m).add_(m * lo)
+        state["max"].mul_(1 - m).add_(m * hi)
+    else:
+        state["min"].copy_(lo)
+        state["max"].copy_(hi)
+        state["init"] = True
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.3, 0.01])
+def test_ema_is_bit_identical_to_the_former_update(momentum):
+    gen = torch.Generator().manual_seed(7)
+    obs = ActivationObserver(momentum)
+    ref = {"min": torch.tensor(0.0), "max": torch.tensor(0.0), "init": False}
+    for i in range(200):
+        x = torch.randn(37, generator=gen) * float(torch.rand(1, generator=gen) * 10) + (i % 7) - 3
+        if i % 3 == 0:
+            x = x.double()
+        obs(x)
+        _old_update(ref, x, momentum)
+        assert obs.min_val.dtype == torch.float32
+        assert torch.equal(obs.min_val, ref["min"]) and torch.equal(obs.max_val, ref["max"]), i
+    obs.reset()
+    ref = {"min": torch.tensor(0.0), "max": torch.tensor(0.0), "init": False}
+    for x in (batch(-2.0, 5.0), batch(1.0, 3.0)):
+        obs(x)
+        _old_update(ref, x, momentum)
+    assert torch.equal(obs.min_val, ref["min"]) and torch.equal(obs.max_val, ref["max"])
+
+
+@pytest.fixture
+def bool_reads(monkeypatch):
+    """Counts reads of tensor truth values (each is a host sync on CUDA)."""
+    calls = []
+    orig = torch.Tensor.__bool__
+
+    def spy(self):
+        calls.append(self)
+        return orig(self)
+
+    monkeypatch.setattr(torch.Tensor, "__bool__", spy)
+    return calls
+
+
+def test_forward_and_qparams_do_not_read_the_flag(bool_reads):
+    obs = ActivationObserver()
+    with pytest.raises(ConfigError):
+        obs.qparams(8, False)       # known to be empty since construction: no read either
+    obs(batch(-1.0, 2.0))
+    obs(batch(-3.0, 4.0))
+    for _ in range(3):
+        obs.qparams(8, False)
+    obs.eval()
+    obs(batch(-9.0, 9.0))
+    obs.qparams(8, False)
+    assert bool_reads == []
+
+
+def test_readiness_follows_reset_load_and_direct_writes(bool_reads):
+    obs = ActivationObserver()
+    obs(batch(-1.0, 2.0))
+    sd = {k: v.clone() for k, v in obs.state_dict().items()}
+    obs.reset()
+    with pytest.raises(ConfigError):
+        obs.qparams(8, False)
+    assert bool_reads == []
+    obs.load_state_dict(sd)                       # a range again (read once from the buffer)
+    s, n = obs.qparams(8, False)
+    assert len(bool_reads) == 1
+    obs.qparams(8, False)
+    assert len(bool_reads) == 1
+    es, en = qparams_from_range(torch.tensor(-1.0), torch.tensor(2.0), 8, False)
+    assert torch.equal(s, es) and torch.equal(n, en)
+    empty = ActivationObserver().state_dict()
+    obs.load_state_dict(empty)                    # loading an empty observer forgets the range
+    with pytest.raises(ConfigError):
+        obs.qparams(8, False)
+    obs.initialized.fill_(True)                   # direct buffer writes are seen too
+    obs.qparams(8, False)
+    obs.initialized.fill_(False)
+    with pytest.raises(ConfigError):
+        obs.qparams(8, False)
+    fresh = ActivationObserver()
+    fresh.initialized = torch.tensor(True)        # a replaced buffer as well
+    fresh.qparams(8, False)
+
+
+def test_first_batch_after_load_of_an_empty_observer_sets_the_range():
+    obs = ActivationObserver()
+    obs(batch(-1.0, 2.0))
+    obs.load_state_dict(ActivationObserver().state_dict())
+    obs(batch(5.0, 6.0))
+    assert obs.min_val.item() == 5.0 and obs.max_val.item() == 6.0

@@ -1,0 +1,155 @@
+"""CUDA graphs for inference: capture a model's eval forward for one input shape, replay it.
+
+An approximate layer's eval forward issues a few dozen small kernels; a CUDA graph replays the
+whole model's kernels with one launch, so the GPU no longer waits for Python. Capture needs a
+forward that never synchronises the host with the GPU, which the eval path of the approximate
+layers provides (cached qparams and weight codes, see :mod:`axcnn.nn.layers`) on backends that
+do not read values back (``triton``, ``decomposed``, the CUDA ``auto`` dispatcher).
+
+:class:`GraphedModel` wraps a model in eval mode: the first CUDA batch fixes the graphed input
+shape (warm-up on a side stream, then capture, as the PyTorch documentation prescribes); later
+batches of that shape, dtype and device are copied into the static input and the graph is
+replayed; any other input runs the model eagerly. Outputs are copies, never the graph's static
+buffers. Before each replay the model's parameters and buffers (identity, storage, version
+counter) and the approximate layers' settings are compared with those at capture; if anything
+changed the graph is captured again. Writes through ``tensor.data`` bypass version counters
+(call :meth:`GraphedModel.reset` after them).
+
+Outputs carry no gradients (the forward runs under ``torch.no_grad()``). While operand
+statistics are recorded or observers calibrate, the model runs eagerly (those need Python per
+forward). The tensors the captured kernels read stay referenced by the wrapper; GPU backends
+that cache tensors across calls must keep them alive as long as the weight codes they were
+built from (the layers' cached ``qw``), which the wrapper also keeps.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .layers import approx_layers
+
+
+class GraphCaptureError(RuntimeError):
+    """Capturing the forward in a CUDA graph failed (e.g. a backend synchronises the host);
+    the model itself still runs eagerly."""
+
+
+def _version(t: torch.Tensor) -> int | None:
+    return None if t.is_inference() else t._version
+
+
+def _state(model: nn.Module) -> list[tuple]:
+    """What a captured forward depends on besides its input (see the module docstring): one
+    tuple per tensor and approximate layer, the object first (compared by identity)."""
+    state: list[tuple] = [(t, t.data_ptr(), _version(t))
+                          for t in list(model.parameters()) + list(model.buffers())]
+    state += [(m, m.mode, m.spec, m.backend, m.grad_rule) for _, m in approx_layers(model)]
+    return state
+
+
+def _same_state(a: list[tuple], b: list[tuple]) -> bool:
+    return len(a) == len(b) and all(x[0] is y[0] and x[1:] == y[1:] for x, y in zip(a, b))
+
+
+def _needs_eager(model: nn.Module) -> bool:
+    """True while operand statistics are recorded or an observer calibrates."""
+    for _, m in approx_layers(model):
+        if m.recorder is not None or m.act_observer.updating:
+            return True
+    return False
+
+
+def _copy_out(out):
+    """A copy of a (nested tuple/list/dict of) tensor output, detached from the graph's buffers."""
+    if isinstance(out, torch.Tensor):
+        return out.clone()
+    if isinstance(out, (tuple, list)):
+        return type(out)(_copy_out(o) for o in out)
+    if isinstance(out, dict):
+        return {k: _copy_out(v) for k, v in out.items()}
+    return out
+
+
+class GraphedModel:
+    """Inference through a CUDA graph of ``model`` for one input shape (module docstring).
+
+    ``warmup``: eager forwards on a side stream before the capture (they fill the layers' and
+    backends' caches and compile kernels, so the captured forward only launches kernels).
+    Raises :class:`~axcnn.errors.ConfigError` for a model in training mode or a CPU input, and
+    :class:`GraphCaptureError` when the capture fails.
+    """
+
+    def __init__(self, model: nn.Module, *, warmup: int = 3) -> None:
+        self.model = model
+        self.warmup = max(1, int(warmup))
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop the captured graph (the next matching input captures again)."""
+        self._graph = None
+        self._static_in: torch.Tensor | None = None
+        self._static_out = None
+        self._state: list[tuple] | None = None
+        self._keep: list = []  # the layers' eval caches the graph reads (kept alive)
+
+    @property
+    def captured(self) -> bool:
+        return self._graph is not None
+
+    def _matches(self, x: torch.Tensor) -> bool:
+        s = self._static_in
+        return (s is not None and x.shape == s.shape and x.dtype == s.dtype
+                and x.device == s.device and x.stride() == s.stride())
+
+    def __call__(self, x: torch.Tensor):
+        return self.forward(x)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor):
+        if self.model.training:
+            raise ConfigError("GraphedModel replays inference forwards only, but the model is in "
+                              "training mode (BatchNorm statistics and observers would not "
+                              "update); call model.eval() first")
+        if not x.is_cuda:
+            raise ConfigError(f"GraphedModel needs CUDA inputs (got a {x.device.type} tensor); "
+                              "call the model directly on the CPU")
+        if _needs_eager(self.model):
+            return self.model(x)
+        if self._graph is None:
+            self._capture(x)
+        elif not self._matches(x):
+            return self.model(x)
+        elif not _same_state(self._state, _state(self.model)):
+            self._capture(x)
+        self._static_in.copy_(x)
+        self._graph.replay()
+        return _copy_out(self._static_out)
+
+    def _capture(self, x: torch.Tensor) -> None:
+        self.reset()
+        model = self.model
+        static_in = x.detach().clone()
+        try:
+            with torch.cuda.device(x.device):
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(self.warmup):
+                        model(static_in)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    static_out = model(static_in)
+        except Exception as exc:  # noqa: BLE001 -- any failure means: no graph, run eagerly
+            raise GraphCaptureError(f"could not capture the forward in a CUDA graph: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+        self._graph, self._static_in, self._static_out = graph, static_in, static_out
+        self._state = _state(model)
+        self._keep = [m._eval_state for _, m in approx_layers(model)]
+
+
+def graphed_forward(model: nn.Module, *, warmup: int = 3) -> GraphedModel:
+    """``GraphedModel(model)``: a callable that replays ``model``'s eval forward on CUDA."""
+    return GraphedModel(model, warmup=warmup)
