@@ -12,8 +12,11 @@ VGG-16 for CIFAR at batch 256, and a 4096^3 GEMM. Per shape, in one run on one c
 - ``dec:<LUT>``: the decomposed backend for exactly factorisable LUTs (int8 GEMM terms in
   brackets); ``exact`` is the quantized (exact-product) path of both GPU backends
 
-Every time is a whole backend call (operand preparation included: uint8 NHWC activations,
-per-call weight tables), median of ``--repeat`` timed loops after warm-up, CUDA events.
+Every time is a whole backend call (operand preparation included: activation codes,
+per-call weight tables, as in training where the weights change every step), median of
+``--repeat`` timed loops after warm-up, CUDA events. ``lut+cache`` and ``dec+cache`` are the
+same calls with the backends' weight cache on (inference: the layer hands the same weight codes
+every call, so the per-tap tables / weight maps are built once).
 Activation and weight codes are uniform random (the worst case for L1 reuse in the LUT
 kernels; real post-ReLU activations are more concentrated). Prints one table and writes
 ``benchmarks/results/gpu_kernels.json``.
@@ -118,6 +121,7 @@ def conv_rows(args, luts, dev):
     import axcnn.ops.triton_backend as tbm
 
     tri, dec, tor = (get_backend(k, dev) for k in ("triton", "decomposed", "torch"))
+    tbm.WEIGHT_CACHE = False  # per-call weight tables unless a column says +cache
     gen = torch.Generator(device=dev).manual_seed(0)
     B = args.batch
     shapes = [dict(name=n, net="resnet", n20=c20, n56=c56, C=C, H=H, OC=OC, k=k, s=s, p=p)
@@ -144,6 +148,9 @@ def conv_rows(args, luts, dev):
         if row["kernel"] == "tap" and shape.K * 256 * NP * 2 > tbm.TAP_TABLE_MAX:
             row["kernel"] = "tap/chunked"
         row["ms"]["lut"] = time_call(lambda: tri.conv2d_acc(p_lut), args.repeat) * 1e3
+        tbm.WEIGHT_CACHE = True
+        row["ms"]["lut+cache"] = time_call(lambda: tri.conv2d_acc(p_lut), args.repeat) * 1e3
+        tbm.WEIGHT_CACHE = False
         if args.direct and macs < 2e9:
             tbm.FORCE_MODE = "direct"
             row["ms"]["direct"] = time_call(lambda: tri.conv2d_acc(p_lut), 1, min_ms=1) * 1e3
@@ -161,6 +168,10 @@ def conv_rows(args, luts, dev):
             try:
                 row["ms"][f"dec:{name}[{f.n_gemms}]"] = time_call(
                     lambda: dec.conv2d_acc(pr), args.repeat) * 1e3
+                if name == DEC_LUTS[-1]:
+                    tbm.WEIGHT_CACHE = True
+                    row["ms"][f"dec:{name}+cache"] = time_call(lambda: dec.conv2d_acc(pr), args.repeat) * 1e3
+                    tbm.WEIGHT_CACHE = False
             except BackendUnavailable:
                 pass
         row["tmacs"] = {kk: macs / (v * 1e-3) / 1e12 for kk, v in row["ms"].items()}
@@ -208,7 +219,7 @@ def gemm_row(args, luts, dev):
 def summary(rows):
     res = [r for r in rows if r["net"] == "resnet"]
     out = {}
-    for key in ("lut", "torch", "exact", "cudnn_fp32", "cudnn_tf32") + tuple(
+    for key in ("lut", "lut+cache", "torch", "exact", "cudnn_fp32", "cudnn_tf32") + tuple(
             k for k in res[0]["ms"] if k.startswith("dec:")):
         if not all(key in r["ms"] for r in res):
             continue

@@ -8,6 +8,8 @@ device (no data loading), in one run on one card:
   ``decomposed`` tensor-core factorisation, and with ``auto``; approximate layers use
   ``--lut`` (default mul8u_17C8, error rank 4 -> 5 int8 GEMM terms; LUT kernels do not depend
   on the table's content). ``--stats`` adds the approximate run with operand statistics on.
+  Rows marked "+ CUDA graph" replay the same eval forward from a CUDA graph
+  (:class:`axcnn.nn.GraphedModel`, what ``axcnn.train.evaluate`` uses on CUDA).
 - training (ResNet-20 by default), ms per SGD step (forward + backward + update) and the
   implied epoch of 50,000 images: exact (PyTorch defaults), approximate + STE, approximate +
   error-aware gradients (``auto``: factorised gradients where the LUT allows, ``triton``:
@@ -88,7 +90,7 @@ def build(model_name: str, mode: str, lut, backend: str, grad_rule: str, x, dev)
 
 
 def inference(model_name, args, dev, lut, lut_nf):
-    from axcnn.nn import record_operands
+    from axcnn.nn import GraphCaptureError, graphed_forward, record_operands
 
     x = torch.randn(args.batch, 3, 32, 32, device=dev)
     configs = [
@@ -111,6 +113,20 @@ def inference(model_name, args, dev, lut, lut_nf):
                      "images_per_s": args.batch / t})
         print(f"  {model_name} {label}: {t * 1e3:.2f} ms/batch, {args.batch / t:,.0f} img/s",
               file=sys.stderr, flush=True)
+        if mode != "exact" or not tf32:
+            graphed = graphed_forward(model)
+            try:
+                with torch.no_grad():
+                    ref = model(x)
+                    same = bool(torch.equal(graphed(x), ref))
+                    t = timed(lambda: graphed(x), args.iters)
+                rows.append({"model": model_name, "config": label + " + CUDA graph", "s_per_batch": t,
+                             "images_per_s": args.batch / t, "equal_to_eager": same})
+                print(f"  {model_name} {label} + CUDA graph: {t * 1e3:.2f} ms/batch, "
+                      f"{args.batch / t:,.0f} img/s, equal to eager: {same}", file=sys.stderr, flush=True)
+            except GraphCaptureError as exc:
+                print(f"  {model_name} {label}: no CUDA graph ({exc})", file=sys.stderr, flush=True)
+            del graphed
         if args.stats and mode == "approximate" and backend == "auto" and the_lut is lut:
             with torch.no_grad(), record_operands(model):
                 t = timed(lambda: model(x), max(3, args.iters // 2))
