@@ -117,6 +117,39 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch):
     assert epochs == [0, 1, 2, 3]
 
 
+def test_a_run_checkpointed_on_a_gpu_resumes_on_a_cpu(tmp_path, caplog):
+    """A last.pt whose data-generator state came from a CUDA generator (a run moved from a GPU
+    machine) resumes with a reseeded data order and a warning, not a traceback."""
+    env = RunEnv(runs_dir=tmp_path / "r", progress=False)
+    cfg = _syn_cfg(2, train_subset=300)
+    rdir = env.runs_dir / "lenet5-synthetic" / "exact"
+    real = pipeline_mod.train_epoch
+    calls = {"n": 0}
+
+    def stop_in_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    pipeline_mod.train_epoch = stop_in_second
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_stage(cfg, env)
+    finally:
+        pipeline_mod.train_epoch = real
+    ck = torch.load(rdir / "last.pt", weights_only=True)
+    ck["rng"]["data"] = torch.zeros(16, dtype=torch.uint8)   # a CUDA Philox state (seed, offset)
+    ck["rng"]["data_device"] = "cuda"
+    torch.save(ck, rdir / "last.pt")
+    with caplog.at_level("WARNING"):
+        resumed = run_stage(cfg, env)
+    assert resumed["epochs"] == 2 and "another kind of device" in caplog.text
+    epochs = [json.loads(x)["epoch"] for x in (rdir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1, 2]  # epoch 1 kept, epoch 2 trained after the move
+    assert torch.load(rdir / "last.pt", weights_only=True)["rng"]["data_device"] == "cpu"
+
+
 @pytest.mark.slow
 def test_sigkill_then_rerun_finishes_without_duplicate_epochs(tmp_path):
     runs = tmp_path / "runs"

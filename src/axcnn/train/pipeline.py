@@ -163,17 +163,29 @@ def _meta(cfg: RunConfig, lut: MultiplierLUT | None) -> dict:
 
 
 def _rng_state(gen: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "data": gen.get_state()}
+    state = {"torch": torch.get_rng_state(), "data": gen.get_state(), "data_device": gen.device.type}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict, gen: torch.Generator) -> None:
+def _set_rng_state(state: dict, gen: torch.Generator, reseed: int) -> bool:
+    """Restore the random state of a checkpoint; returns False when the run moved to another
+    kind of device (a GPU run resumed on a CPU or back), whose data generator cannot take the
+    saved state: it is then reseeded with ``reseed`` and later batches come in another order."""
     torch.set_rng_state(state["torch"])
-    gen.set_state(state["data"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    same = state.get("data_device", gen.device.type) == gen.device.type
+    if same:
+        try:
+            gen.set_state(state["data"])
+        except RuntimeError:  # checkpoints from before "data_device" was saved
+            same = False
+    if not same:
+        gen.manual_seed(reseed)
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    return same
 
 
 def prepare_run_dir(cfg: RunConfig, env: RunEnv, lut: MultiplierLUT | None) -> Path:
@@ -227,8 +239,11 @@ def run_stage(cfg: RunConfig, env: RunEnv, data: ImageDataset | None = None) -> 
         model.load_state_dict(ck["state_dict"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
-        _set_rng_state(ck["rng"], gen)
         epoch, best = int(ck["epoch"]), dict(ck["best"])
+        if not _set_rng_state(ck["rng"], gen, cfg.seed + epoch):
+            log.warning("%s: the checkpoint was written on another kind of device; resuming on %s "
+                        "with a reseeded data order (results differ from an uninterrupted run)",
+                        label, data.device)
         _truncate_metrics(metrics_path, epoch)
         log.info("%s: resuming after epoch %d (best %.2f%%)", label, epoch, best["accuracy"])
     else:
