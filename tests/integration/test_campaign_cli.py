@@ -78,3 +78,14 @@ def test_shards_split_the_approximate_runs(tmp_path, cli):
     assert any(r.endswith("-noretrain") for r in seen[0]) and any(r.endswith("-ste") for r in seen[0])
     whole = cli("campaign", "run", plan, "--runs-dir", runs, "--no-progress", check=0)
     assert "7/7 runs finished" in whole.stdout
+
+
+def test_table_figure(tmp_path, cli):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN.replace("retrain: [none, ste]", "retrain: [none]") + 'title: "LeNet-5, synthetic"\n')
+    runs = tmp_path / "runs"
+    cli("campaign", "run", plan, "--runs-dir", runs, "--no-progress", check=0)
+    png = tmp_path / "fig" / "t.png"
+    out = cli("campaign", "table", plan, "--runs-dir", runs, "--figure", png, check=0)
+    assert f"wrote {png}" in out.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

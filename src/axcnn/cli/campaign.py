@@ -2,7 +2,7 @@
 
     axcnn campaign run PLAN.yaml --time-budget 20 [--prune]   # exit 75 while unfinished
     axcnn campaign run PLAN.yaml --shard 2/4                  # the approximate runs of LUTs 2, 6, 10, ...
-    axcnn campaign table PLAN.yaml [--json OUT.json]          # Markdown table of finished runs
+    axcnn campaign table PLAN.yaml [--json OUT.json] [--figure OUT.png]   # table (and figure)
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
             q.set_defaults(func=run)
         else:
             q.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+            q.add_argument("--figure", type=Path, default=None,
+                           help="also draw the accuracies as a PNG (needs matplotlib)")
             q.set_defaults(func=table)
 
 
@@ -69,9 +71,15 @@ def run(args) -> int:
 def table(args) -> int:
     from ..train.campaign import campaign_table, load_plan
 
-    md, data = campaign_table(load_plan(args.plan), _env(args))
+    plan = load_plan(args.plan)
+    md, data = campaign_table(plan, _env(args))
     print(md)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=2) + "\n")
+    if args.figure:
+        from ..viz.campaign_plots import plot_campaign
+
+        plot_campaign(data, args.figure, plan.title or f"{plan.model}, {plan.dataset}")
+        print(f"wrote {args.figure}")
     return 0

@@ -11,6 +11,7 @@ and the retraining rules::
     approximate: {epochs: 3}
     retrain: [none, ste, error_aware]
     reference_power: 0.391            # optional: the exact multiplier's power, for relative power
+    title: ResNet-20, CIFAR-10        # optional: the title of ``campaign table --figure``
     luts:
       - builtin:trunc6
       - {source: ../shared/data/evoapprox8_luts.npz:mul8s_1L2N, signed: true, relative_power: 0.296}
@@ -59,6 +60,7 @@ class Plan:
     stage_optim: dict[str, dict] = field(default_factory=dict)
     reference_power: float | None = None
     options: dict[str, Any] = field(default_factory=dict)   # other RunConfig fields (seed, window, ...)
+    title: str | None = None          # figure title, e.g. "ResNet-20, CIFAR-10 (JPEG q75)"
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -87,7 +89,7 @@ def load_plan(path: str | Path) -> Plan:
     retrain = tuple(Retrain.parse(r) for r in d.pop("retrain", ["none", "ste", "error_aware"]))
     return Plan(model=d.pop("model"), dataset=d.pop("dataset"), bits=int(d.pop("bits", 8)),
                 luts=tuple(luts), retrain=retrain, stage_optim=stage_optim,
-                reference_power=d.pop("reference_power", None), options=d)
+                reference_power=d.pop("reference_power", None), title=d.pop("title", None), options=d)
 
 
 def plan_configs(plan: Plan):
