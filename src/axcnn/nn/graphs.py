@@ -10,10 +10,11 @@ do not read values back (``triton``, ``decomposed``, the CUDA ``auto`` dispatche
 shape (warm-up on a side stream, then capture, as the PyTorch documentation prescribes); later
 batches of that shape, dtype and device are copied into the static input and the graph is
 replayed; any other input runs the model eagerly. Outputs are copies, never the graph's static
-buffers. Before each replay the model's parameters and buffers (identity, storage, version
-counter) and the approximate layers' settings are compared with those at capture; if anything
-changed the graph is captured again. Writes through ``tensor.data`` bypass version counters
-(call :meth:`GraphedModel.reset` after them).
+buffers. Before each replay the storage and version counter of the parameters and buffers seen
+at capture, the approximate layers' settings and the GPU backends' cache generation are
+compared with those at capture; if anything changed the graph is captured again. Writes through
+``tensor.data`` bypass version counters, and a parameter or buffer replaced by another tensor
+object (or a layer replaced) is not seen: call :meth:`GraphedModel.reset` after either.
 
 Outputs carry no gradients (the forward runs under ``torch.no_grad()``). While operand
 statistics are recorded or observers calibrate, the model runs eagerly (those need Python per
@@ -28,7 +29,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .layers import approx_layers
+from ..ops.backends import cache_generation
+from .layers import _version, approx_layers
 
 
 class GraphCaptureError(RuntimeError):
@@ -36,29 +38,19 @@ class GraphCaptureError(RuntimeError):
     the model itself still runs eagerly."""
 
 
-def _version(t: torch.Tensor) -> int | None:
-    return None if t.is_inference() else t._version
+def _stamp(tensors: list[torch.Tensor], layers: list) -> list[tuple]:
+    """What a captured forward depends on besides its input: storage and version of every
+    parameter and buffer, the settings of every approximate layer, and the backends' cache
+    generation (a cache that dropped tensors may have freed memory the graph reads)."""
+    return ([(t.data_ptr(), _version(t)) for t in tensors]
+            + [(m.mode, m.spec, m.backend, m.grad_rule, m.lut_table is not None and m.lut_table.data_ptr())
+               for m in layers]
+            + [cache_generation()])
 
 
-def _state(model: nn.Module) -> list[tuple]:
-    """What a captured forward depends on besides its input (see the module docstring): one
-    tuple per tensor and approximate layer, the object first (compared by identity)."""
-    state: list[tuple] = [(t, t.data_ptr(), _version(t))
-                          for t in list(model.parameters()) + list(model.buffers())]
-    state += [(m, m.mode, m.spec, m.backend, m.grad_rule) for _, m in approx_layers(model)]
-    return state
-
-
-def _same_state(a: list[tuple], b: list[tuple]) -> bool:
-    return len(a) == len(b) and all(x[0] is y[0] and x[1:] == y[1:] for x, y in zip(a, b))
-
-
-def _needs_eager(model: nn.Module) -> bool:
+def _needs_eager(layers: list) -> bool:
     """True while operand statistics are recorded or an observer calibrates."""
-    for _, m in approx_layers(model):
-        if m.recorder is not None or m.act_observer.updating:
-            return True
-    return False
+    return any(m.recorder is not None or m.act_observer.updating for m in layers)
 
 
 def _copy_out(out):
@@ -91,7 +83,9 @@ class GraphedModel:
         self._graph = None
         self._static_in: torch.Tensor | None = None
         self._static_out = None
-        self._state: list[tuple] | None = None
+        self._tensors: list[torch.Tensor] = []   # parameters and buffers at capture
+        self._layers: list = []                  # approximate layers at capture
+        self._stamp: list[tuple] | None = None
         self._keep: list = []  # the layers' eval caches the graph reads (kept alive)
 
     @property
@@ -115,13 +109,13 @@ class GraphedModel:
         if not x.is_cuda:
             raise ConfigError(f"GraphedModel needs CUDA inputs (got a {x.device.type} tensor); "
                               "call the model directly on the CPU")
-        if _needs_eager(self.model):
-            return self.model(x)
         if self._graph is None:
+            if _needs_eager([m for _, m in approx_layers(self.model)]):
+                return self.model(x)
             self._capture(x)
-        elif not self._matches(x):
+        elif _needs_eager(self._layers) or not self._matches(x):
             return self.model(x)
-        elif not _same_state(self._state, _state(self.model)):
+        elif _stamp(self._tensors, self._layers) != self._stamp:
             self._capture(x)
         self._static_in.copy_(x)
         self._graph.replay()
@@ -146,8 +140,10 @@ class GraphedModel:
             raise GraphCaptureError(f"could not capture the forward in a CUDA graph: "
                                     f"{type(exc).__name__}: {exc}") from exc
         self._graph, self._static_in, self._static_out = graph, static_in, static_out
-        self._state = _state(model)
-        self._keep = [m._eval_state for _, m in approx_layers(model)]
+        self._tensors = list(model.parameters()) + list(model.buffers())
+        self._layers = [m for _, m in approx_layers(model)]
+        self._stamp = _stamp(self._tensors, self._layers)
+        self._keep = [m._eval_state for m in self._layers]
 
 
 def graphed_forward(model: nn.Module, *, warmup: int = 3) -> GraphedModel:

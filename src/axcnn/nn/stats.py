@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..fileio import atomic_path
+from ..ops.functional import quantize_weight
 from ..ops.problem import ConvGeometry, IntConvProblem
 from ..ops.torch_backend import CHUNK_ELEMS, unfold_codes, weight_codes
 from ..quant import quantize
@@ -95,7 +96,7 @@ class OperandRecorder:
             geom = ConvGeometry()
         qa = quantize(xx.detach(), a_q[0], a_q[1], spec.a_bits, spec.signed)
         if qw is None:
-            qw = quantize(ww.detach(), w_q[0], w_q[1], spec.w_bits, spec.signed, channel_dim=0)
+            qw = quantize_weight(ww, w_q, spec)
         hist = operand_histogram(qa, qw, geom, spec.a_bits, spec.w_bits, spec.signed,
                                  float(a_q[1]) if n_a is None else float(n_a))
         name = layer.layer_name

@@ -25,6 +25,22 @@ from ..choices import Choice
 from ..errors import BackendUnavailable
 
 
+_freed_generation = 0
+
+
+def cache_freed() -> None:
+    """Called by a GPU backend whose cache dropped device tensors (a clear, an eviction): a
+    CUDA graph captured earlier may read them, so :class:`axcnn.nn.GraphedModel` captures again
+    when :func:`cache_generation` moved."""
+    global _freed_generation
+    _freed_generation += 1
+
+
+def cache_generation() -> int:
+    """How many times a backend cache has dropped device tensors (see :func:`cache_freed`)."""
+    return _freed_generation
+
+
 class Backend(Choice):
     AUTO = "auto"
     REFERENCE = "reference"

@@ -40,7 +40,7 @@ import torch
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 from ..errors import BackendUnavailable
-from .backends import Backend, register_backend
+from .backends import Backend, cache_freed, register_backend
 from .gpu.factor import MAX_RANK, Factorisation, factorise, truncated_svd
 from .problem import IntConvProblem
 from .torch_backend import TorchBackend, output_layout, unfold_codes, weight_codes
@@ -100,6 +100,7 @@ def factorisation_for(table: torch.Tensor, signed: bool) -> FactorEntry:
                  f"(error rank {rank})")
     if len(_BY_TENSOR) > 256:
         _BY_TENSOR.clear()
+        cache_freed()
     _BY_TENSOR[key] = (weakref.ref(table), entry)
     return entry
 
@@ -122,6 +123,7 @@ def use_approximation(lut, rank: int) -> dict:
 
 def clear_approximations() -> None:
     _APPROX.clear()
+    cache_freed()
 
 
 # --------------------------------------------------------------------------------------------

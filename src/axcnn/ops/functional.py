@@ -107,20 +107,17 @@ def _int_problem(x, weight, s_a, n_a, s_w, n_w, spec, geometry, lut, qw, n_a_val
     """The integer problem of one quantized conv (quantizes what is not given)."""
     qa = quantize(x.detach(), s_a, n_a, spec.a_bits, spec.signed)
     if qw is None:
-        qw = quantize(weight.detach(), s_w, n_w, spec.w_bits, spec.signed, channel_dim=0)
+        qw = quantize_weight(weight, (s_w, n_w), spec)
     oc = weight.shape[0]
-    problem = IntConvProblem(
+    return IntConvProblem(
         qa=qa, qw=qw, n_a=float(n_a) if n_a_value is None else float(n_a_value),
         n_w=n_w.expand(oc) if n_w.ndim == 0 else n_w,
         geometry=geometry,
         table=None if lut is None else lut.table,
         a_offset=0 if lut is None else lut.a_offset,
         w_offset=0 if lut is None else lut.w_offset,
+        signed=spec.signed,
     )
-    # the code format, so that GPU backends need not read the code range back (a host sync)
-    # to pick their exact-product kernel; either choice gives the same exact products
-    problem.signed = spec.signed
-    return problem
 
 
 class _QuantConv2dFn(torch.autograd.Function):

@@ -44,6 +44,8 @@ class IntConvProblem:
     table: torch.Tensor | None = None  # int32 LUT on qa's device, or None for exact products
     a_offset: int = 0
     w_offset: int = 0
+    signed: bool | None = None  # code format when known; GPU backends then need not read the
+                                # code range back (a host sync) to pick their exact kernel
 
     @property
     def groups(self) -> int:

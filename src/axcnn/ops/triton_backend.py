@@ -60,7 +60,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from .backends import Backend, register_backend
+from .backends import Backend, cache_freed, register_backend
 from .problem import IntConvProblem
 from .torch_backend import TorchBackend
 
@@ -246,6 +246,7 @@ def geometry_tables(s: ConvShape, device: torch.device, strides=None, pad_to: in
     out = tuple(out)
     if len(_GEOM_CACHE) > 512:
         _GEOM_CACHE.clear()
+        cache_freed()
     _GEOM_CACHE[key] = out
     return out
 
@@ -275,6 +276,7 @@ def _na_tensor(n_a, device) -> torch.Tensor:
     if hit is None:
         if len(_CONST) > 4096:
             _CONST.clear()
+            cache_freed()
         hit = _CONST[key] = torch.full((1,), key[1], dtype=torch.int64, device=device)
     return hit
 
@@ -500,6 +502,8 @@ class WeightCache:
     def _remove(self, key) -> None:
         e = self._entries.pop(key, None)
         if e is not None:
+            if e.value is not None:
+                cache_freed()
             self.bytes -= e.nbytes
             if e.finalizer is not None:
                 e.finalizer.detach()
@@ -598,6 +602,7 @@ def cached_lut16(table: torch.Tensor) -> tuple[torch.Tensor, int]:
     t16, mid = lut_table16(table)
     if len(_LUT16_CACHE) > 64:
         _LUT16_CACHE.clear()
+        cache_freed()
     _LUT16_CACHE[key] = (weakref.ref(table), t16, mid)
     return t16, mid
 
@@ -939,9 +944,8 @@ def exact_device_factorisation(a_signed: bool, w_signed: bool, device) -> Device
 def code_signedness(p: IntConvProblem) -> tuple[bool, bool]:
     """(activations signed, weights signed) for exact products: from the problem if it says
     (``p.signed``), else from the code ranges (one small device sync)."""
-    flag = getattr(p, "signed", None)
-    if flag is not None:
-        return bool(flag), bool(flag)
+    if p.signed is not None:
+        return bool(p.signed), bool(p.signed)
     mins = torch.stack([p.qa.min() if p.qa.numel() else p.qa.new_zeros(()),
                         p.qw.min() if p.qw.numel() else p.qw.new_zeros(())]).tolist()
     return mins[0] < 0, mins[1] < 0

@@ -14,7 +14,7 @@ RULE_STYLE = {"none": ("no retraining", "#b0b0b0"), "ste": ("STE", "#1f77b4"),
 
 def plot_campaign(data: dict[str, Any], path: str | Path, title: str, dpi: int = 150) -> Path:
     """Grouped bars: one group per multiplier (sorted by MAE), one bar per retraining rule,
-    the 8-bit quantized references as dashed lines. ``data`` is ``campaign_table``'s JSON."""
+    the quantized references as dashed lines. ``data`` is ``campaign_table``'s JSON."""
     plt = _pyplot()
     rows = sorted(data["multipliers"], key=lambda r: r["mae"])
     rules = [r for r in RULE_STYLE if any(r in row["accuracy"] for row in rows)]
@@ -26,12 +26,13 @@ def plot_campaign(data: dict[str, Any], path: str | Path, title: str, dpi: int =
         ys = [row["accuracy"].get(rule) for row in rows]
         ax.bar([x for x, y in zip(xs, ys) if y is not None], [y for y in ys if y is not None],
                width, label=label, color=color)
-    for ref in data["references"]:
-        if ref["accuracy"] is not None and "quantized" in ref["model"]:
-            ax.axhline(ref["accuracy"], color="black", lw=0.8, ls="--")
-    refs = [r["accuracy"] for r in data["references"] if r["accuracy"] is not None and "quantized" in r["model"]]
+    refs = [r for r in data["references"] if r["accuracy"] is not None and "quantized" in r["model"]]
+    for ref in refs:
+        ax.axhline(ref["accuracy"], color="black", lw=0.8, ls="--")
     if refs:
-        ax.text(len(rows) - 0.5, max(refs) + 0.5, f"8-bit {max(refs):.1f} %", ha="right", va="bottom", fontsize=8)
+        top = max(refs, key=lambda r: r["accuracy"])
+        ax.text(len(rows) - 0.5, top["accuracy"] + 0.5, f"{top['model']}: {top['accuracy']:.1f} %",
+                ha="right", va="bottom", fontsize=8)
     names = [f"{r['multiplier']}\nMAE {r['mae']:.0f}" + (f", P {r['relative_power']:.2f}"
                                                         if r.get("relative_power") is not None else "")
              for r in rows]

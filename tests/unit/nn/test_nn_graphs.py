@@ -77,13 +77,16 @@ def test_recording_and_calibration_run_eagerly():
     from axcnn.nn import record_operands
     from axcnn.quant import observing
 
+    from axcnn.nn import approx_layers
+
     model = approx_resnet8(mode=Mode.QUANTIZED)
-    assert not graphs_mod._needs_eager(model)
+    layers = [m for _, m in approx_layers(model)]
+    assert not graphs_mod._needs_eager(layers)
     with record_operands(model):
-        assert graphs_mod._needs_eager(model)
+        assert graphs_mod._needs_eager(layers)
     with observing(model):
-        assert graphs_mod._needs_eager(model)
-    assert not graphs_mod._needs_eager(model)
+        assert graphs_mod._needs_eager(layers)
+    assert not graphs_mod._needs_eager(layers)
 
 
 def test_evaluate_on_cpu_is_unchanged(monkeypatch):
