@@ -69,6 +69,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def device_label(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100 80GB HBM3)`` for a GPU, ``cpu`` otherwise (kept in result.json)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
 def load_run_lut(cfg: RunConfig) -> MultiplierLUT | None:
     if cfg.lut is None:
         return None
@@ -295,7 +303,7 @@ def run_stage(cfg: RunConfig, env: RunEnv, data: ImageDataset | None = None) -> 
               "accuracy": best["accuracy"], "best_epoch": best["epoch"], "epochs": epoch,
               "aborted": aborted, "seconds": time.perf_counter() - t_start,
               "seconds_per_epoch": _mean_train_seconds(metrics_path),
-              "device": str(data.device), "layers": rows}
+              "device": device_label(data.device), "layers": rows}
     if lut is not None:
         result["lut"] = {**lut.metadata(), "metrics": lut_metrics(lut)}
     write_json(result_path, result)
