@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -130,13 +128,9 @@ def test_linear_bias_goes_into_the_fused_conv(spy):
 @pytest.mark.skipif(not HAVE_TRITON, reason="Triton is not installed")
 @pytest.mark.skipif(INNER, reason="driver of the interpreter run")
 def test_fused_layers_under_the_triton_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET="1", AXCNN_DECOMPOSED_TRITON_ON_CPU="1",
-               AXCNN_NOSYNC_INTERPRETER_RUN="1")
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        __file__, "-k", "inner"], env=env, capture_output=True, text=True,
-                       timeout=1800)
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
-    assert " passed" in r.stdout
+    from ops_problems import run_inner_tests_under_interpreter
+
+    run_inner_tests_under_interpreter(__file__, "AXCNN_NOSYNC_INTERPRETER_RUN")
 
 
 inner = pytest.mark.skipif(not INNER, reason="runs inside the interpreter child process")
