@@ -27,16 +27,14 @@ kernels; real post-ReLU activations are more concentrated). Prints one table and
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from _machine import evoapprox_luts, gpu_meta, shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,19 +59,6 @@ VGG = [
 ]
 DEC_LUTS = ["mul8s_1L12", "mul8s_1L2H", "mul8u_17C8"]   # error ranks 1, 2, 4
 LUT_FOR_KERNEL = "mul8u_2NDH"                          # rank 159: LUT kernels only
-
-
-def shared_data() -> Path:
-    return Path(os.environ.get("AXCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def load_luts():
-    from axcnn.lut import MultiplierLUT
-
-    root = shared_data()
-    info = json.loads((root / "evoapprox8_luts.json").read_text())
-    with np.load(root / "evoapprox8_luts.npz") as z:
-        return {n: MultiplierLUT(z[n], signed=bool(info[n]["signed"]), name=n) for n in z.files}
 
 
 def time_call(fn, repeat: int, min_ms: float = 30.0) -> float:
@@ -252,7 +237,10 @@ def main(argv=None) -> int:
         print("needs a CUDA GPU", file=sys.stderr)
         return 3
     dev = torch.device("cuda")
-    luts = load_luts()
+    luts = evoapprox_luts()
+    if not luts:
+        print(f"needs the shared EvoApprox tables in {shared_data()} (set AXCNN_SHARED_DATA)", file=sys.stderr)
+        return 2
     rows = conv_rows(args, luts, dev)
     if args.gemm:
         rows.append(gemm_row(args, luts, dev))
@@ -278,11 +266,7 @@ def main(argv=None) -> int:
         print(f"  {key}: " + ", ".join(
             f"{kk} {vv['ms']:.2f} ms = {vv['tmacs']:.2f} T-MAC/s" if isinstance(vv, dict)
             else f"{kk} {vv:.2f}" for kk, vv in v.items()))
-    props = torch.cuda.get_device_properties(dev)
-    import triton
-    meta = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "device": props.name,
-            "sms": props.multi_processor_count, "torch": torch.__version__,
-            "cuda": torch.version.cuda, "triton": triton.__version__, "batch": args.batch,
+    meta = {**gpu_meta(dev), "batch": args.batch,
             "repeat": args.repeat, "lut_for_lut_kernel": LUT_FOR_KERNEL,
             "goals": {"lut_mean_tmacs_resnet20": 2.2, "decomposed_tmacs_K_ge_576_rank_le_4": 10.0}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,36 +23,24 @@ Prints one table and writes ``benchmarks/results/gpu_models.json``.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import math
-import os
 import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
+from _machine import evoapprox_luts, gpu_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH_IMAGES = 50_000
 
 
-def shared_data() -> Path:
-    return Path(os.environ.get("AXCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
 def load_lut(name: str):
-    from axcnn.lut import MultiplierLUT, builtin
+    """A shared EvoApprox table by name, else a built-in family member."""
+    from axcnn.lut import builtin
 
-    root = shared_data()
-    js = root / "evoapprox8_luts.json"
-    if js.is_file():
-        info = json.loads(js.read_text())
-        if name in info:
-            with np.load(root / "evoapprox8_luts.npz") as z:
-                return MultiplierLUT(z[name], signed=bool(info[name]["signed"]), name=name)
-    return builtin(name)
+    return evoapprox_luts().get(name) or builtin(name)
 
 
 def timed(fn, iters: int, warmup: int = 3) -> float:
@@ -212,10 +200,7 @@ def main(argv=None) -> int:
         for r in train_rows:
             print(f"| {r['model']} | {r['config']} | {r['s_per_step'] * 1e3:.2f} | "
                   f"{r['epoch_s']:.1f} | {r['vs_exact']:.2f}x |")
-    props = torch.cuda.get_device_properties(dev)
-    import triton
-    meta = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "device": props.name,
-            "torch": torch.__version__, "cuda": torch.version.cuda, "triton": triton.__version__,
+    meta = {**gpu_meta(dev),
             "batch": args.batch, "iters": args.iters, "lut": args.lut, "lut_nf": args.lut_nf,
             "goals": {"resnet20_approx_images_per_s": 40000, "error_aware_epoch_vs_exact": 3.0}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

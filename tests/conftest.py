@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ import pytest
 
 #: the project root (this file is <root>/tests/conftest.py)
 REPO_ROOT = Path(__file__).resolve().parents[1]
-#: development data beside the project (never part of the product; tests skip without it)
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+#: development data beside the project, or where $AXCNN_SHARED_DATA says (a GPU machine gets a
+#: copy inside the checkout); never part of the product; tests skip without it
+SHARED_DATA = Path(os.environ.get("AXCNN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 EVOAPPROX_STEM = "evoapprox8_luts"
 
 

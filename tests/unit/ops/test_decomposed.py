@@ -4,10 +4,6 @@ and the explicitly approximate mode."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -21,20 +17,6 @@ from axcnn.ops.decomposed import (clear_approximations, factorisation_for, fit_g
 from axcnn.ops.gpu.factor import factorise, lattice_factor, operand_values, truncated_svd
 from axcnn.quant import QuantSpec, qparams_from_range, weight_qparams
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def shared_luts() -> dict:
-    root = Path(os.environ.get("AXCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
-    npz, js = root / "evoapprox8_luts.npz", root / "evoapprox8_luts.json"
-    if not (npz.is_file() and js.is_file()):
-        return {}
-    info = json.loads(js.read_text())
-    with np.load(npz) as z:
-        return {n: (z[n], bool(info[n]["signed"])) for n in z.files}
-
-
-SHARED = shared_luts()
 #: expected int8 GEMM terms of the cheapest exact factorisation (None: no cheap one)
 EXPECTED_TERMS = {"mul8u_1JFF": 1, "mul8s_1KV8": 1, "mul8s_1L12": 2, "mul8s_1L2H": 3,
                   "mul8s_1L2N": 3, "mul8s_1KVA": 3, "mul8u_17C8": 5, "mul8u_2AC": 10,
@@ -42,10 +24,9 @@ EXPECTED_TERMS = {"mul8u_1JFF": 1, "mul8s_1KV8": 1, "mul8s_1L12": 2, "mul8s_1L2H
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_TERMS))
-def test_shared_tables_factorise_exactly(name):
-    if name not in SHARED:
-        pytest.skip("shared EvoApprox tables not found (set AXCNN_SHARED_DATA)")
-    table, signed = SHARED[name]
+def test_shared_tables_factorise_exactly(name, evoapprox):
+    table, info = evoapprox[name]
+    signed = bool(info["signed"])
     f = factorise(table, signed)
     if EXPECTED_TERMS[name] is None:
         assert f is None

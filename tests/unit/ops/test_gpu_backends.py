@@ -9,11 +9,6 @@ Run on a GPU machine: ``pytest -m gpu tests/unit/ops``. The shared tables are re
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 from ops_problems import random_problem
@@ -27,21 +22,6 @@ from axcnn.quant import QuantSpec, qparams_from_range, weight_qparams
 HAVE_CUDA = torch.cuda.is_available()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not HAVE_CUDA, reason="needs CUDA")]
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _shared() -> dict[str, MultiplierLUT]:
-    root = Path(os.environ.get("AXCNN_SHARED_DATA", ROOT.parent / "shared" / "data"))
-    npz, js = root / "evoapprox8_luts.npz", root / "evoapprox8_luts.json"
-    if not (npz.is_file() and js.is_file()):
-        return {}
-    info = json.loads(js.read_text())
-    with np.load(npz) as z:
-        return {n: MultiplierLUT(z[n], signed=bool(info[n]["signed"]), name=n) for n in z.files}
-
-
-SHARED = _shared()
-SHARED_NAMES = sorted(SHARED) or ["absent"]
 
 # odd sizes, strides, padding, dilation, groups, depthwise, 1x1, a wide layer (direct kernel
 # when forced), a GEMM-like layer with K > 256
@@ -88,11 +68,10 @@ def test_auto_on_cuda_is_the_gpu_dispatcher():
         get_backend("triton", "cpu")
 
 
-@pytest.mark.parametrize("name", SHARED_NAMES)
-def test_shared_tables_bit_exact(name):
-    if name not in SHARED:
-        pytest.skip("shared EvoApprox tables not found (set AXCNN_SHARED_DATA)")
-    _check_forward(SHARED[name], torch.Generator().manual_seed(len(name)))
+def test_shared_tables_bit_exact(evoapprox_name, evoapprox):
+    table, info = evoapprox[evoapprox_name]
+    lut = MultiplierLUT(table, signed=bool(info["signed"]), name=evoapprox_name)
+    _check_forward(lut, torch.Generator().manual_seed(len(evoapprox_name)))
 
 
 @pytest.mark.parametrize("lut_name,bits,signed", [
