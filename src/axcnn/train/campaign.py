@@ -40,6 +40,9 @@ from .pipeline import RunEnv, load_data, load_run_lut, run_stage
 
 log = logging.getLogger("axcnn.campaign")
 
+#: column heads of the retraining rules in tables and figures
+RETRAIN_LABELS = {"none": "no retraining", "ste": "STE", "error_aware": "error-aware"}
+
 
 @dataclass(frozen=True)
 class PlanLUT:
@@ -192,7 +195,6 @@ def campaign_table(plan: Plan, env: RunEnv) -> tuple[str, dict[str, Any]]:
         if res and res.get("seconds_per_epoch"):
             rows[key]["seconds_per_epoch"][cfg.retrain.value] = res["seconds_per_epoch"]
     rules = [r.value for r in plan.retrain]
-    heads = {"none": "no retraining", "ste": "STE", "error_aware": "error-aware"}
 
     def fmt(v, spec=".2f"):
         return "-" if v is None else format(v, spec)
@@ -200,7 +202,7 @@ def campaign_table(plan: Plan, env: RunEnv) -> tuple[str, dict[str, Any]]:
     lines = [f"| {plan.model} reference | accuracy (%) | s/epoch | device |", "|---|---:|---:|---|"]
     for r in refs:
         lines.append(f"| {r['model']} | {fmt(r['accuracy'])} | {fmt(r['seconds_per_epoch'], '.1f')} | {r['device'] or '-'} |")
-    lines += ["", "| multiplier | MAE | WCE | rel. power | " + " | ".join(heads[r] for r in rules) + " |",
+    lines += ["", "| multiplier | MAE | WCE | rel. power | " + " | ".join(RETRAIN_LABELS[r] for r in rules) + " |",
               "|---|---:|---:|---:|" + "---:|" * len(rules)]
     for row in rows.values():
         accs = " | ".join(fmt(row["accuracy"].get(r)) for r in rules)

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_path
+from ..train.campaign import RETRAIN_LABELS
 from .lut_plots import _pyplot
 
-RULE_STYLE = {"none": ("no retraining", "#b0b0b0"), "ste": ("STE", "#1f77b4"),
-              "error_aware": ("error-aware", "#d62728")}
+RULE_COLORS = {"none": "#b0b0b0", "ste": "#1f77b4", "error_aware": "#d62728"}
 
 
 def plot_campaign(data: dict[str, Any], path: str | Path, title: str, dpi: int = 150) -> Path:
@@ -17,11 +17,11 @@ def plot_campaign(data: dict[str, Any], path: str | Path, title: str, dpi: int =
     the quantized references as dashed lines. ``data`` is ``campaign_table``'s JSON."""
     plt = _pyplot()
     rows = sorted(data["multipliers"], key=lambda r: r["mae"])
-    rules = [r for r in RULE_STYLE if any(r in row["accuracy"] for row in rows)]
+    rules = [r for r in RULE_COLORS if any(r in row["accuracy"] for row in rows)]
     fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(rows) + 2), 4.6))
     width = 0.8 / max(len(rules), 1)
     for i, rule in enumerate(rules):
-        label, color = RULE_STYLE[rule]
+        label, color = RETRAIN_LABELS[rule], RULE_COLORS[rule]
         xs = [j + (i - (len(rules) - 1) / 2) * width for j in range(len(rows))]
         ys = [row["accuracy"].get(rule) for row in rows]
         ax.bar([x for x, y in zip(xs, ys) if y is not None], [y for y in ys if y is not None],
