@@ -128,7 +128,7 @@ class _QuantConv2dFn(torch.autograd.Function):
         acc = impl.conv2d_acc(problem)
         ctx.save_for_backward(problem.qa, problem.qw, s_a, n_a, s_w, n_w)
         ctx.meta = (problem.n_a, geometry, lut, grad_rule, impl, x.shape, weight.shape)
-        return _dequant_acc(acc, s_a, s_w).to(x.dtype)
+        return _dequant_acc(acc, s_a, s_w).to(x.dtype).contiguous()
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -194,6 +194,10 @@ def approx_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                   n_a: float | None = None) -> torch.Tensor:
     """Quantized conv2d whose products go through ``lut`` (exact products if None).
 
+    The output is contiguous (NCHW) on every backend: the float layers after it (BatchNorm,
+    pooling, Linear) may sum in a layout-dependent order, so equal values in another layout
+    would not give equal model outputs.
+
     ``qw``: precomputed weight codes, ``quantize_weight(weight, w_qparams, spec)`` (layers
     cache them in eval mode; the backend sees this very tensor). ``n_a``: the activation zero
     point ``a_qparams[1]`` as a Python float (saves a host sync). None computes them here.
@@ -215,7 +219,7 @@ def approx_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     fused = None if _needs_grad(x, weight, bias) else _fused_dequant(impl, x, bias)
     if fused is not None:
         problem = _int_problem(x, weight, s_a, n_a_t, s_w, n_w, spec, geometry, lut_t, qw, n_a)
-        return fused(problem, s_a, s_w, None if bias is None else bias.detach())
+        return fused(problem, s_a, s_w, None if bias is None else bias.detach()).contiguous()
     y = _QuantConv2dFn.apply(x, weight, s_a, n_a_t, s_w, n_w, spec, geometry, lut_t, grad_rule,
                              impl, qw, n_a)
     if bias is not None:

@@ -340,3 +340,20 @@ def test_approx_linear_grads_flow():
     y.sum().backward()
     assert x.grad.shape == x.shape and w.grad.shape == w.shape
     assert torch.all(torch.isfinite(x.grad)) and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("backend", ["torch", "reference"])
+@pytest.mark.parametrize("grad", [False, True])
+def test_output_is_contiguous_nchw(backend, grad):
+    """Every backend returns contiguous NCHW (the GPU kernels write it): equal values in another
+    layout make the float layers after the conv sum in another order, so model outputs of two
+    backends would differ in the last bits."""
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(2, 5, 7, 6, generator=g).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(6, 5, 3, 3, generator=g, requires_grad=grad)
+    a_q = qparams_from_range(x.min(), x.max(), 8, False)
+    w_q = weight_qparams(w.detach(), 8, False, False)
+    with torch.set_grad_enabled(grad):
+        y = approx_conv2d(x, w, torch.randn(6, generator=g), 1, 1, a_qparams=a_q, w_qparams=w_q,
+                          lut=builtin("drum4"), backend=backend)
+    assert y.shape == (2, 6, 7, 6) and y.is_contiguous() and y.requires_grad == grad
