@@ -206,8 +206,10 @@ def _dw_shape(s: ConvShape) -> ConvShape:
 
 
 def padded_n(ng: int, block: int = 64) -> int:
-    """Columns per group as stored (a multiple of 16, and of ``block`` above it)."""
-    np_ = max(16, -(-ng // 16) * 16)
+    """Columns per group as stored: a power of two (at least 16) up to ``block`` (itself a
+    power of two), a multiple of ``block`` above it; so every column block the kernels take
+    (a power of two, as ``tl.arange`` needs, up to ``block``) divides it."""
+    np_ = max(16, 1 << max(0, ng - 1).bit_length())
     if np_ > block:
         np_ = -(-ng // block) * block
     return np_
@@ -1023,7 +1025,7 @@ class TritonBackend(TorchBackend):
                           need_x: bool, need_w: bool):
         s = ConvShape.of(p)
         R = grad_a.shape[0]
-        NP = padded_n(s.Ng, 16)
+        NP = padded_n(s.Ng, 128)       # the kernels take all NP columns in one block
         if NP > 128 or s.G * s.K * R * NP * 4 > GRAD_TABLE_MAX:
             return super().error_aware_grads(p, grad_y, s_a, s_w, grad_a, grad_w, need_x, need_w)
         k = kernels()
