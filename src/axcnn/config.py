@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,7 @@ class RunConfig:
     calib_batches: int = 32
     train_subset: int | None = None
     test_subset: int | None = None
+    tag: str | None = None            # approximate runs: a name suffix that keeps another recipe apart
 
     def __post_init__(self) -> None:
         if not 2 <= self.bits <= 8:
@@ -124,6 +126,9 @@ class RunConfig:
             raise ConfigError("the approximate stage needs a LUT: --lut FILE|builtin:NAME or --lut-dir DIR")
         if self.keep_first not in (None, "quantized", "exact"):
             raise ConfigError(f"--keep-first must be 'quantized' or 'exact', got {self.keep_first!r}")
+        if self.tag is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.]*", str(self.tag)):
+            raise ConfigError(f"tag must be letters, digits, '_' or '.' (it becomes part of a directory "
+                              f"name), got {self.tag!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -197,6 +202,8 @@ def resolve_config(model: str, dataset: str, stage: Stage, *, bits: int = 8,
         optim = dataclasses.replace(optim, epochs=0)  # "no retraining" never trains, whatever else says
     if not (stage is Stage.APPROXIMATE and retrain is Retrain.ERROR_AWARE):
         values.pop("window", None)  # the gradient window only matters to error-aware retraining
+    if stage is not Stage.APPROXIMATE:
+        values.pop("tag", None)     # references are shared by every plan that names them
     return RunConfig(model=model, dataset=dataset, stage=stage, bits=bits, retrain=retrain,
                      optim=optim, **values)
 

@@ -219,3 +219,23 @@ def test_no_retraining_never_trains_and_window_only_counts_for_error_aware():
                          retrain=Retrain.ERROR_AWARE)
     assert ea.window == 16 and run_name(ea).endswith("-error_aware-w16")
     assert run_name(ea2).endswith("-error_aware")
+
+
+def test_tag_names_approximate_runs_apart_and_leaves_references_shared():
+    from axcnn.config import Retrain, Stage, resolve_config
+    from axcnn.train.pipeline import run_name
+
+    ste = resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:trunc6",
+                         retrain=Retrain.STE, tag="e10")
+    plain = dataclasses.replace(ste, tag=None)
+    assert run_name(ste) == run_name(plain) + "-e10"
+    assert config_diff(plain, ste) == ["tag: None vs 'e10'"]
+    for stage in (Stage.EXACT, Stage.QUANTIZED):
+        ref = resolve_config("lenet5", "synthetic", stage, tag="e10")
+        assert ref.tag is None and ref == resolve_config("lenet5", "synthetic", stage)
+    # a config written before tags existed reads back as untagged
+    old = plain.to_dict()
+    del old["tag"]
+    assert RunConfig.from_dict(old) == plain
+    with pytest.raises(ConfigError, match="tag must be"):
+        resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:trunc6", tag="../x")

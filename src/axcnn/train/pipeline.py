@@ -95,6 +95,8 @@ def run_name(cfg: RunConfig, lut: MultiplierLUT | None = None) -> str:
             parts.append(f"w{cfg.window}")
         if cfg.keep_first:
             parts.append(f"first-{cfg.keep_first}")
+        if cfg.tag:
+            parts.append(cfg.tag)
     return f"{cfg.model}-{cfg.dataset}/" + "-".join(parts)
 
 
