@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -214,6 +214,21 @@ class GradBases:
     coefW: list[np.ndarray]
     ub_const: np.ndarray     # coefficient row of the constant a-basis (over w)
     residual: float
+    _on_device: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def tensors(self, device) -> dict[str, list[torch.Tensor]]:
+        """The tables as float32 tensors on ``device`` (copied once per device: a copy from
+        pageable host memory per call could make the host wait for the GPU)."""
+        key = str(device)
+        hit = self._on_device.get(key)
+        if hit is None:
+            def conv(a):
+                return torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device)
+            hit = self._on_device[key] = {
+                name: [conv(a) for a in getattr(self, name)]
+                for name in ("vb", "coefA", "ub", "coefW")}
+            hit["ub_const"] = [conv(self.ub_const)]
+        return hit
 
 
 def fit_grad_bases(f: Factorisation, grad_a: np.ndarray, grad_w: np.ndarray,
@@ -288,16 +303,16 @@ def factorised_error_aware_grads(p: IntConvProblem, gb: GradBases, grad_y, s_a, 
     grad_y = grad_y.float()
     OC = p.qw.shape[0]
     gx = gw = None
+    tabs = gb.tensors(dev)
     if need_x:
         sw = (s_w.view(-1, 1, 1, 1) if s_w.ndim else s_w).float().to(dev)
-        weights, coefs = [], []
-        for vb, ca in zip(gb.vb, gb.coefA):
-            weights.append(sw * torch.as_tensor(vb, dtype=torch.float32, device=dev)[w_idx])
-            coefs.append(torch.as_tensor(ca, dtype=torch.float32, device=dev))
+        weights = [sw * vb[w_idx] for vb in tabs["vb"]]
+        coefs = tabs["coefA"]
         n_w = p.n_w.reshape(-1).to(dev).float()
         if n_w.numel() == 1:
             n_w = n_w.expand(OC)
-        has_nw = bool(n_w.abs().max() > 0) if n_w.numel() else False
+        # unsigned weights have zero points (signed ones none); reading them back would sync
+        has_nw = (not p.signed) if p.signed is not None else bool(n_w.numel() and n_w.abs().max() > 0)
         if has_nw:
             weights.append((sw * n_w.view(-1, 1, 1, 1)).expand_as(p.qw).contiguous())
         parts = _stacked_conv_input(p.qa.shape, weights, grad_y, g)
@@ -308,20 +323,23 @@ def factorised_error_aware_grads(p: IntConvProblem, gb: GradBases, grad_y, s_a, 
             else:
                 gx += part
     if need_w:
-        pad_idx = -int(round(float(p.n_a))) + int(p.a_offset)
+        if isinstance(p.n_a, torch.Tensor):     # the index of real zero, kept on the device
+            pad_idx = (int(p.a_offset) - p.n_a.reshape(1).round()).to(torch.int64)
+        else:
+            pad_idx = -int(round(float(p.n_a))) + int(p.a_offset)
         S1 = grad_y.sum(dim=(0, 2, 3)).view(-1, 1, 1, 1).expand(p.qw.shape)
         inputs, pads = [], []
-        for ub in gb.ub:
-            t = torch.as_tensor(ub, dtype=torch.float32, device=dev)
-            inputs.append(t[a_idx] - t[pad_idx])
-            pads.append(float(ub[pad_idx]))
+        for t in tabs["ub"]:
+            pv = t[pad_idx]                     # a tensor: no read back
+            inputs.append(t[a_idx] - pv)
+            pads.append(pv)
         parts = _stacked_conv_weight(inputs, p.qw.shape, grad_y, g)
         gwt = torch.zeros(p.qw.shape, dtype=torch.float32, device=dev)
-        for part, pv, cw in zip(parts, pads, gb.coefW):
-            Si = part + pv * S1 if pv else part
-            gwt += torch.as_tensor(cw, dtype=torch.float32, device=dev)[w_idx] * Si
-        const = torch.as_tensor(gb.ub_const, dtype=torch.float32, device=dev)[w_idx]
-        gwt += (const + float(p.n_a)) * S1
+        for part, pv, cw in zip(parts, pads, tabs["coefW"]):
+            Si = part + pv * S1
+            gwt += cw[w_idx] * Si
+        const = tabs["ub_const"][0][w_idx]
+        gwt += (const + p.n_a) * S1
         gwt *= s_a.to(dev)
         gw = gwt
     return gx, gw

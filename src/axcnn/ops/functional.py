@@ -109,8 +109,12 @@ def _int_problem(x, weight, s_a, n_a, s_w, n_w, spec, geometry, lut, qw, n_a_val
     if qw is None:
         qw = quantize_weight(weight, (s_w, n_w), spec)
     oc = weight.shape[0]
+    if n_a_value is not None:
+        n_a = float(n_a_value)
+    elif not n_a.is_cuda:
+        n_a = float(n_a)            # free on the CPU; on CUDA it stays a device tensor (no sync)
     return IntConvProblem(
-        qa=qa, qw=qw, n_a=float(n_a) if n_a_value is None else float(n_a_value),
+        qa=qa, qw=qw, n_a=n_a,
         n_w=n_w.expand(oc) if n_w.ndim == 0 else n_w,
         geometry=geometry,
         table=None if lut is None else lut.table,
@@ -127,20 +131,20 @@ class _QuantConv2dFn(torch.autograd.Function):
         problem = _int_problem(x, weight, s_a, n_a, s_w, n_w, spec, geometry, lut, qw, n_a_value)
         acc = impl.conv2d_acc(problem)
         ctx.save_for_backward(problem.qa, problem.qw, s_a, n_a, s_w, n_w)
-        ctx.meta = (problem.n_a, geometry, lut, grad_rule, impl, x.shape, weight.shape)
+        ctx.meta = (problem.n_a, geometry, lut, grad_rule, impl, x.shape, weight.shape, spec.signed)
         return _dequant_acc(acc, s_a, s_w).to(x.dtype).contiguous()
 
     @staticmethod
     def backward(ctx, grad_y):
         qa, qw, s_a, n_a, s_w, n_w = ctx.saved_tensors
-        n_a_f, geometry, lut, grad_rule, impl, x_shape, w_shape = ctx.meta
+        n_a_f, geometry, lut, grad_rule, impl, x_shape, w_shape, signed = ctx.meta
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gx = gw = None
         g = geometry
         if grad_rule is GradRule.ERROR_AWARE and lut is not None:
             oc = w_shape[0]
             problem = IntConvProblem(qa, qw, n_a_f, n_w.expand(oc) if n_w.ndim == 0 else n_w,
-                                     geometry, lut.table, lut.a_offset, lut.w_offset)
+                                     geometry, lut.table, lut.a_offset, lut.w_offset, signed)
             gx, gw = impl.error_aware_grads(problem, grad_y, s_a, s_w, lut.grad_a, lut.grad_w,
                                             need_x, need_w)
         else:

@@ -38,7 +38,9 @@ class ConvGeometry:
 class IntConvProblem:
     qa: torch.Tensor            # (B, C, H, W) activation codes
     qw: torch.Tensor            # (OC, C/groups, kh, kw) weight codes
-    n_a: float                  # negative zero point of the activations (0 when signed)
+    n_a: float | torch.Tensor   # negative zero point of the activations (0 when signed); a
+                                # 0-dim device tensor in CUDA training, so the forward need
+                                # not read it back (backends that need a number call float())
     n_w: torch.Tensor           # (OC,) negative zero points of the weights
     geometry: ConvGeometry
     table: torch.Tensor | None = None  # int32 LUT on qa's device, or None for exact products

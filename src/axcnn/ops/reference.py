@@ -30,7 +30,7 @@ def _taps(p: IntConvProblem, qa: np.ndarray, b: int, o: int, oy: int, ox: int):
     OC, Cg, kh, kw = p.qw.shape
     g = p.geometry
     group = o // (OC // g.groups)
-    zero_code = -int(round(p.n_a))
+    zero_code = -int(round(float(p.n_a)))
     for ci in range(Cg):
         c = group * Cg + ci
         for ky in range(kh):
@@ -61,7 +61,7 @@ class ReferenceBackend:
 
     def conv2d_acc(self, p: IntConvProblem) -> torch.Tensor:
         qa, qw = _np_int(p.qa), _np_int(p.qw)
-        n_a = int(round(p.n_a))
+        n_a = int(round(float(p.n_a)))
         n_w = _np_int(p.n_w)
         t = None if p.table is None else p.table.detach().cpu().numpy().astype(np.int64)
         B = qa.shape[0]

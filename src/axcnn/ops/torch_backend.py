@@ -167,7 +167,7 @@ class TorchBackend:
             bag = (cols + (taps + shift)).to(torch.int32).permute(0, 3, 1, 2).reshape(M * G, K)
             acc = _bag_gemm(bag, w_idx, p.table, M).view(B, L, G, Ng).permute(0, 2, 3, 1)
         # exact zero-point cross terms: n_w * sum(a) + n_a * sum(w) + K * n_a * n_w
-        n_a_i = int(round(p.n_a))
+        n_a_i = int(round(float(p.n_a)))
         n_w_i = n_w.round().to(torch.int64)                           # (G, Ng)
         sum_a = (cols.sum(dim=2) - K * p.n_a).round().to(torch.int64)  # (B, G, L), codes
         sum_w = w.sum(dim=2).round().to(torch.int64)                  # (G, Ng)

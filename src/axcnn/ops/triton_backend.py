@@ -1032,8 +1032,7 @@ class TritonBackend(TorchBackend):
         dev = p.qa.device
         G, K, Ng, M = s.G, s.K, s.Ng, s.M
         a_off, w_off = int(p.a_offset), int(p.w_offset)
-        n_a_f = float(p.n_a)
-        pad_idx = -int(round(n_a_f)) + a_off
+        pad = (a_off - _na_tensor(p.n_a, dev)).to(torch.int32)   # index of real zero, on the device
         a_nhwc = activation_index(p.qa, a_off)
         w_idx = weight_index(p.qw, G, w_off)
         wpad = torch.zeros((G, K, NP), dtype=torch.int64, device=dev)
@@ -1041,7 +1040,7 @@ class TritonBackend(TorchBackend):
         koff, kdy, kdx = geometry_tables(s, dev)
         gy = grad_y.permute(0, 2, 3, 1).reshape(M, G, Ng).float()
         geo = (s.H, s.W, s.C, s.Cg, s.OH, s.OW, s.stride[0], s.stride[1], s.padding[0],
-               s.padding[1], pad_idx)
+               s.padding[1], pad)
         gx = gw = None
         if need_x:
             s_w_g = (s_w.reshape(G, Ng).float() if s_w.ndim else s_w.float().expand(G, Ng)).to(dev)
@@ -1077,7 +1076,7 @@ class TritonBackend(TorchBackend):
                 BM=BM, BN=NP, BKK=BKK, num_warps=4)
             del tw
             gwt = part.sum(dim=0)[:, :, :Ng]
-            gwt += n_a_f * gy.sum(dim=0)[:, None, :]
+            gwt += p.n_a * gy.sum(dim=0)[:, None, :]
             gwt *= s_a
             gw = (gwt.reshape(G, s.kh, s.kw, s.Cg, Ng).permute(0, 4, 3, 1, 2)
                   .reshape(s.OC, s.Cg, s.kh, s.kw))

@@ -4,6 +4,8 @@ and the explicitly approximate mode."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -158,6 +160,12 @@ def test_error_aware_gradients_match_torch(lut_name, signed):
         want = ref.error_aware_grads(p, gy, s_a, s_w, lt.grad_a, lt.grad_w, True, True)
         for a, b in zip(got, want):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item()), shape
+        # CUDA training keeps n_a on the device (and knows the signedness): same numbers
+        pt = dataclasses.replace(p, n_a=torch.tensor(p.n_a), signed=signed)
+        assert torch.equal(ref.conv2d_acc(pt), ref.conv2d_acc(p))
+        got_t = dec.error_aware_grads(pt, gy, s_a, s_w, lt.grad_a, lt.grad_w, True, True)
+        for a, b in zip(got_t, got):
+            assert torch.equal(a, b), shape
 
 
 def test_grad_bases_reject_foreign_tables():

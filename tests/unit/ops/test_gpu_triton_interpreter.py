@@ -7,6 +7,7 @@ same checks run for real on a GPU machine in ``test_gpu_backends.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 
@@ -119,6 +120,12 @@ def test_inner_error_aware_gradients(lut_name, signed):
         want = ref.error_aware_grads(p, gy, s_a, s_w, lt.grad_a, lt.grad_w, True, True)
         for a, b in zip(got, want):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item()), shape
+        # CUDA training keeps n_a on the device: the same numbers from a 0-dim tensor
+        pt = dataclasses.replace(p, n_a=torch.tensor(p.n_a), signed=signed)
+        assert torch.equal(tri.conv2d_acc(pt), ref.conv2d_acc(p))
+        got_t = tri.error_aware_grads(pt, gy, s_a, s_w, lt.grad_a, lt.grad_w, True, True)
+        for a, b in zip(got_t, got):
+            assert torch.equal(a, b), shape
 
 
 @inner

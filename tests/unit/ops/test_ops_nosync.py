@@ -272,3 +272,36 @@ def test_cuda_observer_update_does_not_sync_and_keeps_the_ema():
             lo_ref.copy_(lo)
             hi_ref.copy_(hi)
     assert torch.equal(obs.min_val, lo_ref) and torch.equal(obs.max_val, hi_ref)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("rule", ["ste", "error_aware"])
+@pytest.mark.parametrize("backend", ["triton", "auto"])
+def test_cuda_training_step_does_not_sync(backend, rule):
+    """Forward and backward of a training step keep the activation zero point on the device
+    (IntConvProblem.n_a as a tensor): the host never waits for the GPU inside a step."""
+    from axcnn.models import create_model
+    from axcnn.nn import ConversionPlan, Mode, convert_
+    from axcnn.quant import calibrate
+
+    torch.manual_seed(0)
+    model = create_model("resnet8").cuda()
+    convert_(model, ConversionPlan(mode=Mode.APPROXIMATE, lut=builtin("drum4"), backend=backend,
+                                   grad_rule=rule, window=4))
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(64, 3, 32, 32, device="cuda", generator=g)
+    y = torch.randint(0, 10, (64,), device="cuda", generator=g)
+    calibrate(model, [x])
+    model.train()
+    for _ in range(2):                 # compiles kernels, fills the LUT and gradient-basis caches
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(bool(torch.isfinite(g).all()) for g in grads)

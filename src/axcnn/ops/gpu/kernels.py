@@ -434,11 +434,13 @@ def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
 # error-aware gradients and statistics (uint8 NHWC indices)
 
 
-@triton.jit(do_not_specialize=["M", "K", "G", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "pad_idx"])
+@triton.jit(do_not_specialize=["M", "K", "G", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW"])
 def ea_gx_kernel(a_ptr, ta_ptr, gs_ptr, nw_ptr, out_ptr, koff_ptr, kdy_ptr, kdx_ptr,
-                 M, K, G, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, pad_idx,
+                 M, K, G, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, pad_ptr,
                  BM: tl.constexpr, BN: tl.constexpr, UNROLL: tl.constexpr):
-    """out[g, k, m] = sum_n gs[m, g, n] * (TA[g, k, a[m, k], n] + n_w[g, n]); BN == NP."""
+    """out[g, k, m] = sum_n gs[m, g, n] * (TA[g, k, a[m, k], n] + n_w[g, n]); BN == NP;
+    padding taps read the index ``pad_ptr[0]`` (real zero)."""
+    pad_idx = tl.load(pad_ptr)
     pid_m = tl.program_id(0)
     g = tl.program_id(1)
     rm = pid_m * BM + tl.arange(0, BM)
@@ -463,11 +465,13 @@ def ea_gx_kernel(a_ptr, ta_ptr, gs_ptr, nw_ptr, out_ptr, koff_ptr, kdy_ptr, kdx_
         tl.store(obase + k * M, s, mask=mmask)
 
 
-@triton.jit(do_not_specialize=["M", "K", "G", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "pad_idx", "m_per_split"])
+@triton.jit(do_not_specialize=["M", "K", "G", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "m_per_split"])
 def ea_gw_kernel(a_ptr, tw_ptr, gy_ptr, part_ptr, koff_ptr, kdy_ptr, kdx_ptr,
-                 M, K, G, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, pad_idx, m_per_split,
+                 M, K, G, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, pad_ptr, m_per_split,
                  BM: tl.constexpr, BN: tl.constexpr, BKK: tl.constexpr):
-    """part[s, g, k, n] = sum over rows m of split s of gy[m, g, n] * TW[g, k, a[m, k], n]."""
+    """part[s, g, k, n] = sum over rows m of split s of gy[m, g, n] * TW[g, k, a[m, k], n]
+    (padding taps read the index ``pad_ptr[0]``)."""
+    pad_idx = tl.load(pad_ptr)
     pid_k = tl.program_id(0)
     s = tl.program_id(1)
     g = tl.program_id(2)
