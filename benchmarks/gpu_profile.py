@@ -64,6 +64,7 @@ def build(mode: str, lut, backend: str, rule: str, x, dev):
 
 
 def profile_config(label, mode, lut, backend, rule, data, args, dev):
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     from axcnn.train.loop import train_epoch
@@ -92,7 +93,9 @@ def profile_config(label, mode, lut, backend, rule, data, args, dev):
         train_epoch(model, data, opt, args.batch, gen)
         sync()
     events = prof.key_averages()
-    busy = sum(ev.self_device_time_total for ev in events) / 1e3 / steps
+    # kernels only: an operator's device time repeats the time of the kernels it launched
+    busy = sum(ev.self_device_time_total for ev in events
+               if ev.device_type == DeviceType.CUDA) / 1e3 / steps
     count = {ev.key: ev.count for ev in events}
     per_step = {
         "launches": sum(count.get(k, 0) for k in LAUNCH_CALLS) / steps,
