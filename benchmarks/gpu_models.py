@@ -13,7 +13,9 @@ device (no data loading), in one run on one card:
 - training (ResNet-20 by default), ms per SGD step (forward + backward + update) and the
   implied epoch of 50,000 images: exact (PyTorch defaults), approximate + STE, approximate +
   error-aware gradients (``auto``: factorised gradients where the LUT allows, ``triton``:
-  per-tap gather kernels), and error-aware with a LUT that has no cheap factorisation.
+  per-tap gather kernels), and error-aware with a LUT that has no cheap factorisation; each
+  eagerly and with the forward and backward replayed from CUDA graphs
+  (:class:`axcnn.nn.GraphedTraining`, what ``axcnn.train.train_epoch`` uses on CUDA).
 
 Prints one table and writes ``benchmarks/results/gpu_models.json``.
 
@@ -139,28 +141,37 @@ def training(model_name, args, dev, lut, lut_nf):
         (f"approx error-aware (triton, {lut.name})", "approximate", lut, "triton", "error_aware"),
         (f"approx error-aware (auto, {lut_nf.name})", "approximate", lut_nf, "auto", "error_aware"),
     ]
+    from axcnn.nn import GraphedTraining
+
     rows = []
-    base = None
+    base = {}
     for label, mode, the_lut, backend, rule in configs:
-        model = build(model_name, mode, the_lut, backend, rule, x, dev).train()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        loss_fn = torch.nn.CrossEntropyLoss()
+        for graph in (False, True):
+            model = build(model_name, mode, the_lut, backend, rule, x, dev).train()
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            loss_fn = torch.nn.CrossEntropyLoss()
+            fwd = GraphedTraining(model) if graph else model
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
+            def step():
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(fwd(x), y)
+                loss.backward()
+                opt.step()
 
-        t = timed(step, args.train_iters)
-        steps = math.ceil(EPOCH_IMAGES / args.batch)
-        base = t if base is None else base
-        rows.append({"model": model_name, "config": label, "s_per_step": t,
-                     "epoch_s": t * steps, "vs_exact": t / base})
-        print(f"  {model_name} train {label}: {t * 1e3:.2f} ms/step, epoch {t * steps:.1f} s, "
-              f"{t / base:.2f}x exact", file=sys.stderr, flush=True)
-        del model, opt
-        torch.cuda.empty_cache()
+            t = timed(step, args.train_iters)
+            if graph:
+                assert fwd.captured, "the training step was not captured"
+                fwd.close()
+            steps = math.ceil(EPOCH_IMAGES / args.batch)
+            base.setdefault(graph, t)
+            name = label + (" + CUDA graph" if graph else "")
+            rows.append({"model": model_name, "config": name, "cuda_graph": graph, "s_per_step": t,
+                         "epoch_s": t * steps, "vs_exact": t / base[graph],
+                         "vs_exact_eager": t / base[False]})
+            print(f"  {model_name} train {name}: {t * 1e3:.2f} ms/step, epoch {t * steps:.1f} s, "
+                  f"{t / base[graph]:.2f}x exact", file=sys.stderr, flush=True)
+            del model, opt, fwd
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -195,11 +206,11 @@ def main(argv=None) -> int:
     if train_rows:
         print(f"\nTraining, batch {args.batch} (SGD step; epoch = {math.ceil(EPOCH_IMAGES / args.batch)} "
               "steps, synthetic data on the GPU)")
-        print("| model | configuration | ms / step | epoch s | vs exact |")
-        print("|---|---|---|---|---|")
+        print("| model | configuration | ms / step | epoch s | vs exact (same mode) | vs exact eager |")
+        print("|---|---|---|---|---|---|")
         for r in train_rows:
             print(f"| {r['model']} | {r['config']} | {r['s_per_step'] * 1e3:.2f} | "
-                  f"{r['epoch_s']:.1f} | {r['vs_exact']:.2f}x |")
+                  f"{r['epoch_s']:.1f} | {r['vs_exact']:.2f}x | {r['vs_exact_eager']:.2f}x |")
     meta = {**gpu_meta(dev),
             "batch": args.batch, "iters": args.iters, "lut": args.lut, "lut_nf": args.lut_nf,
             "goals": {"resnet20_approx_images_per_s": 40000, "error_aware_epoch_vs_exact": 3.0}}

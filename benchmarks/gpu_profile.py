@@ -76,13 +76,14 @@ def profile_config(label, mode, lut, backend, rule, data, args, dev):
     steps = len(data.train_labels) // args.batch
     cuda = dev.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    train_epoch(model, data, opt, args.batch, gen)           # warm-up (compiles, caches)
+    graph = not args.no_cuda_graph
+    train_epoch(model, data, opt, args.batch, gen, cuda_graph=graph)   # warm-up: compiles, caches
     sync()
     if cuda:
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         s.record()
     t0 = time.perf_counter()
-    train_epoch(model, data, opt, args.batch, gen)
+    train_epoch(model, data, opt, args.batch, gen, cuda_graph=graph)
     if cuda:
         e.record()
     sync()
@@ -90,7 +91,7 @@ def profile_config(label, mode, lut, backend, rule, data, args, dev):
     gpu = s.elapsed_time(e) / 1e3 / steps if cuda else host
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=acts) as prof:
-        train_epoch(model, data, opt, args.batch, gen)
+        train_epoch(model, data, opt, args.batch, gen, cuda_graph=graph)
         sync()
     events = prof.key_averages()
     # kernels only: an operator's device time repeats the time of the kernels it launched
@@ -125,6 +126,8 @@ def main(argv=None) -> int:
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--lut", default="mul8u_1DMU")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    ap.add_argument("--no-cuda-graph", action="store_true",
+                    help="train eagerly (default: train_epoch replays CUDA graphs on CUDA)")
     ap.add_argument("--configs", default="exact,quantized,ste,ea_auto,ea_triton")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_profile.json")
     args = ap.parse_args(argv)
@@ -155,14 +158,17 @@ def main(argv=None) -> int:
             for r in row[name]:
                 print(f"    {r['ms_per_step']:8.3f} ms  x{r['count_per_step']:6.1f}  {r['op']}")
     base = rows[0]["gpu_ms_per_step"] if rows else 1.0
-    print(f"\nResNet-20 training steps, batch {args.batch} (train_epoch, synthetic data on the GPU)")
+    print(f"\nResNet-20 training steps, batch {args.batch} (train_epoch, synthetic data on the GPU, "
+          f"{'eager' if args.no_cuda_graph else 'CUDA graphs'})")
     print("| configuration | GPU ms/step | kernels busy ms | host ms/step | vs first | launches | syncs |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['config']} | {r['gpu_ms_per_step']:.2f} | {r['kernel_ms_per_step']:.2f} | {r['host_ms_per_step']:.2f} | "
               f"{r['gpu_ms_per_step'] / base:.2f}x | {r['per_step']['launches']:.0f} | {r['per_step']['syncs']:.1f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": {**(gpu_meta(dev) if dev.type == "cuda" else {"device": "cpu"}), "batch": args.batch, "lut": args.lut},
+    args.out.write_text(json.dumps({"meta": {**(gpu_meta(dev) if dev.type == "cuda" else {"device": "cpu"}),
+                                             "batch": args.batch, "lut": args.lut,
+                                             "cuda_graph": not args.no_cuda_graph},
                                     "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0

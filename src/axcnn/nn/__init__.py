@@ -2,7 +2,7 @@
 
 from ..ops import Backend, GradRule
 from .convert import ConversionPlan, convert_, set_mode_
-from .graphs import GraphCaptureError, GraphedModel, graphed_forward
+from .graphs import GraphCaptureError, GraphedModel, GraphedTraining, graphed_forward
 from .layers import APPROX_LAYERS, ApproxConv2d, ApproxLinear, Mode, approx_layers
 from .stats import OperandRecorder, load_operand_stats, operand_histogram, record_operands
 
@@ -10,5 +10,5 @@ __all__ = [
     "Backend", "GradRule", "ConversionPlan", "convert_", "set_mode_", "APPROX_LAYERS",
     "ApproxConv2d", "ApproxLinear", "Mode", "approx_layers", "OperandRecorder",
     "load_operand_stats", "operand_histogram", "record_operands", "GraphCaptureError",
-    "GraphedModel", "graphed_forward",
+    "GraphedModel", "GraphedTraining", "graphed_forward",
 ]

@@ -99,16 +99,51 @@ BAR_REFRESH_STEPS = 50
 
 
 def train_epoch(model: nn.Module, data: ImageDataset, optimizer, batch_size: int,
-                generator: torch.Generator, *, progress: bool = False, desc: str = "train") -> dict[str, float]:
+                generator: torch.Generator, *, progress: bool = False, desc: str = "train",
+                cuda_graph: bool = True) -> dict[str, float]:
+    """One epoch of SGD steps over the shuffled, augmented training split.
+
+    On CUDA (``cuda_graph``) full batches replay the model's forward and backward from CUDA
+    graphs (:class:`axcnn.nn.graphs.GraphedTraining`: the same kernels, the BatchNorm and
+    observer buffers as in an eager epoch); the loss, the optimizer step and the last, smaller
+    batch run eagerly. Where the capture fails it logs why and trains eagerly.
+    """
     model.train()
+    step = model
+    graphed = None
+    if cuda_graph and _on_cuda(model):
+        from ..nn.graphs import GraphedTraining
+
+        graphed = step = GraphedTraining(model)
+    try:
+        return _train_steps(model, step, data, optimizer, batch_size, generator, progress, desc)
+    finally:
+        if graphed is not None:
+            graphed.close()
+
+
+def _forward_train(step, model: nn.Module, x: torch.Tensor):
+    """``step(x)``; on a failed capture logs why and returns (model's eager output, model)."""
+    if step is model:
+        return model(x), step
+    from ..nn.graphs import GraphCaptureError
+
+    try:
+        return step(x), step
+    except GraphCaptureError as exc:
+        log.info("CUDA graph capture failed, training eagerly: %s", exc)
+        return model(x), model
+
+
+def _train_steps(model, step, data, optimizer, batch_size, generator, progress, desc):
     n = len(data.train_labels)
     loss_sum = torch.zeros((), dtype=torch.float64, device=data.device)
     correct = torch.zeros((), dtype=torch.int64, device=data.device)
     total = 0
     t0 = time.perf_counter()
     bar = tqdm(total=n, desc=desc, unit="img", leave=False, disable=not progress)
-    for step, (x, y) in enumerate(data.train_batches(batch_size, generator=generator), 1):
-        logits = model(x)
+    for i, (x, y) in enumerate(data.train_batches(batch_size, generator=generator), 1):
+        logits, step = _forward_train(step, model, x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -117,7 +152,7 @@ def train_epoch(model: nn.Module, data: ImageDataset, optimizer, batch_size: int
         correct += (logits.detach().argmax(dim=1) == y).sum()
         total += len(y)
         bar.update(len(y))
-        if progress and step % BAR_REFRESH_STEPS == 0:
+        if progress and i % BAR_REFRESH_STEPS == 0:
             bar.set_postfix(loss=f"{float(loss_sum) / total:.3f}", acc=f"{100.0 * int(correct) / total:.1f}")
     bar.close()
     loss_total, n_correct = float(loss_sum), int(correct)

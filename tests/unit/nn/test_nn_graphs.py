@@ -37,11 +37,11 @@ def dataset(n_test=37, device="cpu", seed=0, size=32) -> ImageDataset:
                         (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).to(device)
 
 
-def approx_resnet8(backend="auto", device="cpu", data=None, mode=Mode.APPROXIMATE):
+def approx_resnet8(backend="auto", device="cpu", data=None, mode=Mode.APPROXIMATE, grad_rule="ste"):
     torch.manual_seed(0)
     model = create_model("resnet8").to(device)
     lut = builtin("drum4") if mode is Mode.APPROXIMATE else None
-    convert_(model, ConversionPlan(mode=mode, lut=lut, backend=backend))
+    convert_(model, ConversionPlan(mode=mode, lut=lut, backend=backend, grad_rule=grad_rule, window=4))
     data = data or dataset(device=device, size=32 if device == "cuda" else 8)
     calibrate(model, [x for x, _ in data.test_batches(16)][:2])
     return model.eval()
@@ -209,3 +209,94 @@ def test_evaluate_with_cuda_graph_equals_eager(backend, monkeypatch):
     assert captured == [(256, 3, 32, 32)]
     assert with_graph == loop.evaluate(model, data, 256, cuda_graph=False)
     assert with_graph == old_evaluate(model, data, 256)
+
+
+# --- training steps through CUDA graphs (GraphedTraining, train_epoch) ---------------------------
+
+def train_data(n_train=200, device="cpu", size=32, seed=3) -> ImageDataset:
+    from axcnn.data.dataset import Augment
+
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.randint(0, 256, (n_train, 3, size, size), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, 10, (n_train,), generator=g)
+    return ImageDataset("tiny", imgs, labels, imgs[:16], labels[:16], [str(i) for i in range(10)],
+                        (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), Augment.CROP_FLIP).to(device)
+
+
+def _epoch(model, data, cuda_graph, batch=64, epochs=1):
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    gen = torch.Generator(device=data.device).manual_seed(0)
+    res = [loop.train_epoch(model, data, opt, batch, gen, cuda_graph=cuda_graph) for _ in range(epochs)]
+    return res, model.state_dict()
+
+
+def test_train_epoch_on_cpu_is_unchanged(monkeypatch):
+    data = train_data(n_train=40, size=8)
+    monkeypatch.setattr(graphs_mod.GraphedTraining, "__init__",
+                        lambda *a, **k: pytest.fail("no graph on CPU"))
+    runs = []
+    for cuda_graph in (True, False):
+        model = approx_resnet8(data=data, mode=Mode.QUANTIZED)
+        res, state = _epoch(model, data, cuda_graph, batch=16)
+        runs.append((res[0]["train_loss"], res[0]["train_accuracy"], state))
+    assert runs[0][:2] == runs[1][:2]
+    assert all(torch.equal(runs[0][2][k], runs[1][2][k]) for k in runs[0][2])
+
+
+def test_train_epoch_falls_back_to_eager_when_the_capture_fails(monkeypatch, caplog):
+    data = train_data(n_train=40, size=8)
+    want = _epoch(approx_resnet8(data=data, mode=Mode.QUANTIZED), data, False, batch=16)
+
+    class Failing:
+        def __init__(self, model):
+            self.closed = False
+
+        def __call__(self, x):
+            raise GraphCaptureError("could not capture: a backend synchronises")
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(loop, "_on_cuda", lambda m: True)
+    monkeypatch.setattr(graphs_mod, "GraphedTraining", Failing)
+    model = approx_resnet8(data=data, mode=Mode.QUANTIZED)
+    with caplog.at_level(logging.INFO, logger="axcnn.train.loop"):
+        got = _epoch(model, data, True, batch=16)
+    assert got[0][0]["train_loss"] == want[0][0]["train_loss"]
+    assert all(torch.equal(got[1][k], want[1][k]) for k in want[1])
+    assert sum("training eagerly" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("rule", ["ste", "error_aware"])
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b.values[0] != "torch"] + ["exact"])
+def test_graphed_training_equals_eager(backend, rule, monkeypatch):
+    """Two epochs (three full batches and a smaller last one each) with and without CUDA graphs
+    give the same parameters, BatchNorm statistics and observer ranges, bit for bit."""
+    if backend == "exact" and rule == "error_aware":
+        pytest.skip("no approximate layers")
+    data = train_data(n_train=200, device="cuda")
+    captures = []
+    orig = graphs_mod.GraphedTraining._capture
+    monkeypatch.setattr(graphs_mod.GraphedTraining, "_capture",
+                        lambda self, x: (captures.append(x.shape), orig(self, x))[1])
+    deterministic = torch.backends.cudnn.deterministic
+    torch.backends.cudnn.deterministic = True
+    try:
+        runs = []
+        for cuda_graph in (False, True):
+            if backend == "exact":
+                torch.manual_seed(0)
+                model = create_model("resnet8").cuda()
+            else:
+                model = approx_resnet8(backend, "cuda", dataset(device="cuda"), grad_rule=rule)
+            runs.append(_epoch(model, data, cuda_graph, epochs=2))
+            assert "forward" not in model.__dict__          # closed after each epoch
+    finally:
+        torch.backends.cudnn.deterministic = deterministic
+    assert captures == [(64, 3, 32, 32)] * 2                # one capture per epoch, full batches only
+    (eager_res, eager_state), (graph_res, graph_state) = runs
+    assert [r["train_loss"] for r in eager_res] == [r["train_loss"] for r in graph_res]
+    for k in eager_state:
+        assert torch.equal(eager_state[k], graph_state[k]), k
