@@ -42,7 +42,8 @@ the first use of a LUT tensor (:func:`lut_table16` reads its range), and exact p
 reads the code minima).
 
 Backward (error-aware rule, ``error_aware_grads``): per-tap float32 tables of the gradient
-tables, one contiguous row per (row, tap) again; the input gradient is folded with ``F.fold``.
+tables, one contiguous row per (row, tap) again; the input gradient is summed per input pixel
+over the taps that read it (no col2im), the weight gradient per tap over split row ranges.
 Problems whose per-tap gradient tables exceed :data:`GRAD_TABLE_MAX` use the torch backend's
 chunked gather (exact same formulas). STE gradients are cuDNN convolutions (functional layer).
 
@@ -58,7 +59,6 @@ import weakref
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
 from .backends import Backend, cache_freed, register_backend
 from .problem import IntConvProblem
@@ -81,7 +81,7 @@ CONFIG: dict[str, dict] = {
     "lut": {"BM": None, "BN": None, "num_warps": 4, "unroll": 4, "a_index": False},
     "direct": {"BM": 64, "BN": None, "num_warps": 4, "unroll": 4},
     "dw": {"BM": 64, "BO": 32, "num_warps": 4, "unroll": 3, "a_index": False},
-    "ea_gx": {"unroll": 2},
+    "ea_gx": {"BM": 64},
     "tc": {"BM": 128, "BN": None, "BK": 64, "num_warps": 4, "num_stages": 3, "a_index": True},
 }
 
@@ -1050,16 +1050,14 @@ class TritonBackend(TorchBackend):
             nw[:, :Ng] = p.n_w.reshape(-1).to(dev).float().expand(G * Ng).reshape(G, Ng)
             ta = grad_a.float().t().contiguous()[wpad.reshape(-1)].reshape(G, K, NP, R)
             ta = ta.transpose(2, 3).contiguous()
-            gp = torch.empty((G, K, M), dtype=torch.float32, device=dev)
-            BM = 64 if NP <= 32 else 32
-            k.ea_gx_kernel[(triton_cdiv(M, BM), G)](
-                a_nhwc, ta, gs, nw.reshape(-1), gp, koff, kdy, kdx, M, K, G, NP, R, *geo,
-                BM=BM, BN=NP, UNROLL=CONFIG["ea_gx"]["unroll"], num_warps=4)
+            gx = torch.empty((s.B, s.C, s.H, s.W), dtype=torch.float32, device=dev)
+            npix = s.B * s.H * s.W
+            BM = CONFIG["ea_gx"]["BM"] if NP <= 64 else CONFIG["ea_gx"]["BM"] // 2
+            k.ea_gx_kernel[(triton_cdiv(npix, BM), s.C)](
+                a_nhwc, ta, gs, nw.reshape(-1), gx, npix, K, s.C, G, s.Cg, NP, R, s.H, s.W,
+                s.OH, s.OW, s.stride[0], s.stride[1], s.padding[0], s.padding[1],
+                s.dilation[0], s.dilation[1], KH=s.kh, KW=s.kw, BM=BM, BN=NP, num_warps=4)
             del ta
-            cols = (gp.reshape(G, s.kh, s.kw, s.Cg, s.B, s.L).permute(4, 0, 3, 1, 2, 5)
-                    .reshape(s.B, s.C * s.kh * s.kw, s.L))
-            gx = F.fold(cols, (s.H, s.W), (s.kh, s.kw), dilation=s.dilation, padding=s.padding,
-                        stride=s.stride)
         if need_w:
             gyp = torch.zeros((M, G, NP), dtype=torch.float32, device=dev)
             gyp[:, :, :Ng] = gy

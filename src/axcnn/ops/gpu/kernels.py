@@ -42,7 +42,8 @@ Kernels:
 - ``prep_lut_kernel`` / ``prep_tc_kernel``: the weight-side operands (per-tap tables, uint8
   weight indices or the int8 maps V_t(W)) and the column vectors, in one launch.
 - ``ea_gx_kernel`` / ``ea_gw_kernel``: error-aware gradients through per-tap float32 tables of
-  the gradient tables (one contiguous row per (row, tap), like ``lut_kernel``).
+  the gradient tables (one contiguous row per (row, tap), like ``lut_kernel``); the input
+  gradient is computed per input pixel over the taps that read it (no col2im).
 - ``tap_hist_kernel``: per-tap activation-index histograms (exact counts, padding included)
   for the operand statistics.
 """
@@ -434,35 +435,44 @@ def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
 # error-aware gradients and statistics (uint8 NHWC indices)
 
 
-@triton.jit(do_not_specialize=["M", "K", "G", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW"])
-def ea_gx_kernel(a_ptr, ta_ptr, gs_ptr, nw_ptr, out_ptr, koff_ptr, kdy_ptr, kdx_ptr,
-                 M, K, G, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, pad_ptr,
-                 BM: tl.constexpr, BN: tl.constexpr, UNROLL: tl.constexpr):
-    """out[g, k, m] = sum_n gs[m, g, n] * (TA[g, k, a[m, k], n] + n_w[g, n]); BN == NP;
-    padding taps read the index ``pad_ptr[0]`` (real zero)."""
-    pad_idx = tl.load(pad_ptr)
-    pid_m = tl.program_id(0)
-    g = tl.program_id(1)
-    rm = pid_m * BM + tl.arange(0, BM)
+@triton.jit(do_not_specialize=["NPIX", "C", "G", "H", "W", "OH", "OW", "SH", "SW", "PH", "PW", "DH", "DW"])
+def ea_gx_kernel(a_ptr, ta_ptr, gs_ptr, nw_ptr, gx_ptr, NPIX, K, C, G, CG, NP, R, H, W, OH, OW,
+                 SH, SW, PH, PW, DH, DW, KH: tl.constexpr, KW: tl.constexpr,
+                 BM: tl.constexpr, BN: tl.constexpr):
+    """gx[b, c, y, x] (NCHW) straight from the input side: for every input pixel and channel,
+    over the taps (ky, kx) whose window covers it (output row m), sum_n gs[m, g, n] *
+    (TA[g, k, a[b, y, x, c], n] + n_w[g, n]) with k = (ky, kx, c - g*CG); one activation index
+    per (pixel, channel), no per-tap buffer and no col2im. BN == NP."""
+    pid = tl.program_id(0)
+    ch = tl.program_id(1)
+    g = ch // CG
+    c = ch % CG
+    rp = pid * BM + tl.arange(0, BM)
+    pmask = rp < NPIX
+    HW = H * W
+    b = rp // HW
+    y = (rp % HW) // W
+    x = rp % W
+    a = tl.load(a_ptr + rp.to(tl.int64) * C + ch, mask=pmask, other=0).to(tl.int32)
     rn = tl.arange(0, BN)
-    mmask = rm < M
-    b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
-    base = ((b * H + ih0) * W + iw0) * C + g * CG
-    gs = tl.load(gs_ptr + (rm.to(tl.int64) * G + g)[:, None] * NP + rn[None, :],
-                 mask=mmask[:, None] & (rn < BN)[None, :], other=0.0)
     nw = tl.load(nw_ptr + g * NP + rn)
-    cst = tl.sum(gs * nw[None, :], axis=1)
-    tbase = ta_ptr + g.to(tl.int64) * K * R * NP + rn[None, :]
-    obase = out_ptr + g.to(tl.int64) * K * M + rm
-    for k in tl.range(0, K, loop_unroll_factor=UNROLL):
-        ko = tl.load(koff_ptr + k)
-        dy = tl.load(kdy_ptr + k)
-        dx = tl.load(kdx_ptr + k)
-        ok = _inside(mmask, ih0 + dy, iw0 + dx, H, W)
-        a = tl.load(a_ptr + base + ko, mask=ok, other=pad_idx).to(tl.int32)
-        rows = tl.load(tbase + (k * R + a)[:, None] * NP)
-        s = tl.sum(rows * gs, axis=1) + cst
-        tl.store(obase + k * M, s, mask=mmask)
+    tbase = ta_ptr + (g.to(tl.int64) * K) * R * NP + rn[None, :]
+    acc = tl.zeros([BM], dtype=tl.float32)
+    for ky in tl.static_range(KH):
+        ty = y + PH - ky * DH
+        oy = ty // SH
+        oky = pmask & (ty >= 0) & (ty - oy * SH == 0) & (oy < OH)
+        for kx in tl.static_range(KW):
+            tx = x + PW - kx * DW
+            ox = tx // SW
+            ok = oky & (tx >= 0) & (tx - ox * SW == 0) & (ox < OW)
+            m = (b * OH + oy) * OW + ox
+            gs = tl.load(gs_ptr + (m.to(tl.int64) * G + g)[:, None] * NP + rn[None, :],
+                         mask=ok[:, None], other=0.0)
+            k = (ky * KW + kx) * CG + c
+            rows = tl.load(tbase + (k * R + a)[:, None] * NP, mask=ok[:, None], other=0.0)
+            acc += tl.sum((rows + nw[None, :]) * gs, axis=1)
+    tl.store(gx_ptr + ((b.to(tl.int64) * C + ch) * H + y) * W + x, acc, mask=pmask)
 
 
 @triton.jit(do_not_specialize=["M", "K", "G", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "m_per_split"])
