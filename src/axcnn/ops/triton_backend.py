@@ -43,7 +43,8 @@ reads the code minima).
 
 Backward (error-aware rule, ``error_aware_grads``): per-tap float32 tables of the gradient
 tables, one contiguous row per (row, tap) again; the input gradient is summed per input pixel
-over the taps that read it (no col2im), the weight gradient per tap over split row ranges.
+over the taps that read it (no col2im), the weight gradient per tap over split row ranges; no
+host sync either (the padding index is read from the device).
 Problems whose per-tap gradient tables exceed :data:`GRAD_TABLE_MAX` use the torch backend's
 chunked gather (exact same formulas). STE gradients are cuDNN convolutions (functional layer).
 
