@@ -37,6 +37,7 @@ def test_campaign_chunks_resume_and_tabulate(tmp_path, cli):
     assert "7/7 runs finished" in again.stdout
     out = cli("campaign", "table", plan, "--runs-dir", runs, "--json", tmp_path / "t.json", check=0)
     assert "| T8 |" in out.stdout and "0.500" in out.stdout  # relative power 1.0 / 2.0
+    assert "| s/epoch (STE) |" in out.stdout     # seconds per retraining epoch, per trained rule
     data = json.loads((tmp_path / "t.json").read_text())
     assert [m["multiplier"] for m in data["multipliers"]] == ["T8", "drum3_8s"]
     for m in data["multipliers"]:

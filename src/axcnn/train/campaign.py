@@ -202,10 +202,14 @@ def campaign_table(plan: Plan, env: RunEnv) -> tuple[str, dict[str, Any]]:
     lines = [f"| {plan.model} reference | accuracy (%) | s/epoch | device |", "|---|---:|---:|---|"]
     for r in refs:
         lines.append(f"| {r['model']} | {fmt(r['accuracy'])} | {fmt(r['seconds_per_epoch'], '.1f')} | {r['device'] or '-'} |")
-    lines += ["", "| multiplier | MAE | WCE | rel. power | " + " | ".join(RETRAIN_LABELS[r] for r in rules) + " |",
-              "|---|---:|---:|---:|" + "---:|" * len(rules)]
+    trained = [r for r in rules if r != Retrain.NONE.value]   # rules with training epochs
+    times = (f" s/epoch ({' / '.join(RETRAIN_LABELS[r] for r in trained)}) |" if trained else "")
+    lines += ["", "| multiplier | MAE | WCE | rel. power | " + " | ".join(RETRAIN_LABELS[r] for r in rules)
+              + " |" + times, "|---|---:|---:|---:|" + "---:|" * len(rules) + ("---:|" if trained else "")]
     for row in rows.values():
         accs = " | ".join(fmt(row["accuracy"].get(r)) for r in rules)
+        secs = (" " + " / ".join(fmt(row["seconds_per_epoch"].get(r), ".1f") for r in trained) + " |"
+                if trained else "")
         lines.append(f"| {row['multiplier']} | {row['mae']:.1f} | {row['wce']:.0f} | "
-                     f"{fmt(row['relative_power'], '.3f')} | {accs} |")
+                     f"{fmt(row['relative_power'], '.3f')} | {accs} |{secs}")
     return "\n".join(lines), {"references": refs, "multipliers": list(rows.values())}
