@@ -5,7 +5,8 @@ An approximate layer's eval forward issues a few dozen small kernels; a CUDA gra
 whole model's kernels with one launch, so the GPU no longer waits for Python. Capture needs a
 forward that never synchronises the host with the GPU, which the eval path of the approximate
 layers provides (cached qparams and weight codes, see :mod:`axcnn.nn.layers`) on backends that
-do not read values back (``triton``, ``decomposed``, the CUDA ``auto`` dispatcher).
+do not read values back (every backend but ``reference`` on CUDA: the ``torch`` backend reads a
+LUT's range once per LUT tensor, before any capture).
 
 :class:`GraphedModel` wraps a model in eval mode: the first CUDA batch fixes the graphed input
 shape (warm-up on a side stream, then capture, as the PyTorch documentation prescribes); later

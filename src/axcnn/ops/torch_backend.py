@@ -15,6 +15,8 @@ Exact products use a float GEMM on zero-point-centred codes (float32 when K*max|
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 
@@ -29,9 +31,28 @@ CHUNK_ELEMS = 1 << 25
 GATHER_ROWS_PER_LUT_ROW = 4
 
 
-def _digits(tp: torch.Tensor, K: int) -> list[tuple[torch.Tensor, int]]:
-    """Split a non-negative int64 table into float32 digit tables whose K-term sums are exact."""
-    maxv = int(tp.max()) if tp.numel() else 0
+_RANGES: dict = {}
+
+
+def table_range(table: torch.Tensor) -> tuple[int, int]:
+    """(min, max) of a LUT tensor, read back once per tensor (cached by identity and version,
+    so later calls on a GPU do not wait for it)."""
+    key = (id(table), table.data_ptr(), table._version, table.device)
+    hit = _RANGES.get(key)
+    if hit is not None and hit[0]() is table:
+        return hit[1]
+    value = (int(table.min()), int(table.max())) if table.numel() else (0, 0)
+    if len(_RANGES) > 256:
+        _RANGES.clear()
+    _RANGES[key] = (weakref.ref(table), value)
+    return value
+
+
+def _digits(tp: torch.Tensor, K: int, maxv: int | None = None) -> list[tuple[torch.Tensor, int]]:
+    """Split a non-negative int64 table into float32 digit tables whose K-term sums are exact;
+    ``maxv`` bounds its entries (read from the table when not given)."""
+    if maxv is None:
+        maxv = int(tp.max()) if tp.numel() else 0
     if K * maxv < EXACT_F32:
         return [(tp.float(), 1)]
     base_bits = max(1, (EXACT_F32 // max(K, 1)).bit_length() - 1)
@@ -71,7 +92,7 @@ def _bag_gemm(bag_in: torch.Tensor, w_idx: torch.Tensor, table: torch.Tensor, M:
     G, K, N = w_idx.shape
     R = table.shape[0]
     t = table.to(torch.int64)
-    tmin = int(t.min())
+    tmin, tmax = table_range(table)
     tp = t - tmin
     out = torch.empty((M, G, N), dtype=torch.int64, device=bag_in.device)
     if M == 0 or K == 0 or N == 0:
@@ -80,7 +101,7 @@ def _bag_gemm(bag_in: torch.Tensor, w_idx: torch.Tensor, table: torch.Tensor, M:
     for n0 in range(0, N, ncols):
         tab = tp[:, w_idx[:, :, n0:n0 + ncols]].permute(1, 2, 0, 3).reshape(G * K * R, -1)
         acc = None
-        for digit, mult in _digits(tab, K):
+        for digit, mult in _digits(tab, K, tmax - tmin):
             part = F.embedding_bag(bag_in, digit, mode="sum").to(torch.int64)
             acc = part * mult if acc is None else acc.add_(part * mult)
         out[:, :, n0:n0 + ncols] = acc.view(M, G, -1)
@@ -90,8 +111,10 @@ def _bag_gemm(bag_in: torch.Tensor, w_idx: torch.Tensor, table: torch.Tensor, M:
 def exact_gemm(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Exact integer batched GEMM of integer-valued float tensors: (G, M, K) @ (G, K, N)."""
     K = a.shape[-1]
-    bound = K * float(a.abs().max() if a.numel() else 0) * float(w.abs().max() if w.numel() else 0)
-    dtype = torch.float32 if (a.device.type == "cpu" and bound < EXACT_F32) else torch.float64
+    dtype = torch.float64       # exact for |products| * K < 2^53; on the GPU never read back
+    if a.device.type == "cpu":
+        bound = K * float(a.abs().max() if a.numel() else 0) * float(w.abs().max() if w.numel() else 0)
+        dtype = torch.float32 if bound < EXACT_F32 else torch.float64
     return torch.matmul(a.to(dtype), w.to(dtype)).round().to(torch.int64)
 
 
@@ -167,7 +190,8 @@ class TorchBackend:
             bag = (cols + (taps + shift)).to(torch.int32).permute(0, 3, 1, 2).reshape(M * G, K)
             acc = _bag_gemm(bag, w_idx, p.table, M).view(B, L, G, Ng).permute(0, 2, 3, 1)
         # exact zero-point cross terms: n_w * sum(a) + n_a * sum(w) + K * n_a * n_w
-        n_a_i = int(round(float(p.n_a)))
+        n_a_i = (p.n_a.round().to(torch.int64) if isinstance(p.n_a, torch.Tensor)
+                 else int(round(float(p.n_a))))                       # a device tensor: no sync
         n_w_i = n_w.round().to(torch.int64)                           # (G, Ng)
         sum_a = (cols.sum(dim=2) - K * p.n_a).round().to(torch.int64)  # (B, G, L), codes
         sum_w = w.sum(dim=2).round().to(torch.int64)                  # (G, Ng)

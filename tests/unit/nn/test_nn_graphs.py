@@ -122,9 +122,7 @@ def test_evaluate_falls_back_to_eager_when_the_capture_fails(monkeypatch, caplog
 # --- CUDA ----------------------------------------------------------------------------------------
 
 BACKENDS = [
-    pytest.param("torch", marks=pytest.mark.xfail(
-        strict=True, reason="axcnn.ops.torch_backend synchronises in _bag_gemm/_digits/exact_gemm, "
-                            "which a CUDA graph capture cannot contain")),
+    pytest.param("torch"),
     pytest.param("triton", marks=pytest.mark.skipif(not HAVE_TRITON, reason="no Triton")),
     pytest.param("auto", marks=pytest.mark.skipif(not HAVE_TRITON, reason="no Triton")),
 ]

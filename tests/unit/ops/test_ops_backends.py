@@ -88,3 +88,22 @@ def test_lut_tensors_offsets():
     assert (lt.a_offset, lt.w_offset) == (8, 128)
     assert lt.table.dtype == torch.int32 and lt.table.shape == (16, 256)
     assert lt.grad_a is None
+
+
+def test_torch_backend_reads_a_lut_range_once_per_tensor_version():
+    from axcnn.ops.torch_backend import table_range
+
+    t = LUTTensors.from_lut(builtin("drum4"), "cpu").table
+    assert table_range(t) == (int(t.min()), int(t.max()))
+    mins = []
+    orig = torch.Tensor.min
+    try:
+        torch.Tensor.min = lambda self, *a, **k: (mins.append(1), orig(self, *a, **k))[1]
+        assert table_range(t) == (int(t.min()), int(t.max())) and len(mins) == 1   # cached
+        t2 = t.clone()
+        t2[0, 0] = -5                                   # another tensor / an in-place change
+        assert table_range(t2)[0] == -5
+        t2[0, 0] = -7
+        assert table_range(t2)[0] == -7
+    finally:
+        torch.Tensor.min = orig

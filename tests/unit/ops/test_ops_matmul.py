@@ -95,8 +95,8 @@ def test_large_values_and_large_k_use_exact_digit_split(signed, monkeypatch, pat
     digit_counts = []
     digits = torch_backend._digits
 
-    def spy(tp, K):
-        out = digits(tp, K)
+    def spy(tp, K, maxv=None):
+        out = digits(tp, K, maxv)
         digit_counts.append(len(out))
         return out
 

@@ -198,10 +198,8 @@ def test_inner_fused_model_equals_torch_backend(spec, lut_name, monkeypatch):
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 BACKENDS = [
-    # the torch backend reads values back in its LUT GEMM (int(t.min()) in _bag_gemm, int(max)
-    # in _digits, float(max) in exact_gemm): fix those to make this pass
-    pytest.param("torch", marks=pytest.mark.xfail(
-        strict=True, reason="axcnn.ops.torch_backend synchronises in _bag_gemm/_digits/exact_gemm")),
+    # the torch backend reads a LUT's range once per LUT tensor (torch_backend.table_range)
+    pytest.param("torch"),
     pytest.param("triton", marks=pytest.mark.skipif(not HAVE_TRITON, reason="no Triton")),
     pytest.param("auto", marks=pytest.mark.skipif(not HAVE_TRITON, reason="no Triton")),
 ]
@@ -277,7 +275,7 @@ def test_cuda_observer_update_does_not_sync_and_keeps_the_ema():
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("rule", ["ste", "error_aware"])
-@pytest.mark.parametrize("backend", ["triton", "auto"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_cuda_training_step_does_not_sync(backend, rule):
     """Forward and backward of a training step keep the activation zero point on the device
     (IntConvProblem.n_a as a tensor): the host never waits for the GPU inside a step."""
