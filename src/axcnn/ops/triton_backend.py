@@ -63,7 +63,7 @@ import torch
 
 from .backends import Backend, cache_freed, register_backend
 from .problem import IntConvProblem
-from .torch_backend import TorchBackend
+from .torch_backend import TorchBackend, table_range
 
 #: per-tap LUT tables up to this size (bytes) are built whole; larger ones are built and used
 #: in chunks of output channels (groups == 1) or, for grouped convs, use the direct kernel
@@ -584,9 +584,9 @@ def _prepared(cache: WeightCache | None, wkey, sig, deps, build) -> PreparedWeig
 
 def lut_table16(table: torch.Tensor) -> tuple[torch.Tensor, int]:
     """The LUT as int16 (table - mid) and mid (every <=8x8-bit LUT spans at most 2^16 values).
-    Reads the table's range on the host (one sync; cached per table by :func:`cached_lut16`)."""
+    The table's range is read back once per LUT tensor (``torch_backend.table_range``)."""
     t = table.to(torch.int32)
-    tmin, tmax = int(t.min()), int(t.max())
+    tmin, tmax = table_range(table)
     if tmax - tmin > 65535:
         raise ValueError("LUT values span more than 16 bits")
     mid = tmin + 32768
