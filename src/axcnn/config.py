@@ -118,6 +118,7 @@ class RunConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     tag: str | None = None            # approximate runs: a name suffix that keeps another recipe apart
+    post_calibration: bool = False    # approximate: observer ranges from exact (quantized) products
 
     def __post_init__(self) -> None:
         if not 2 <= self.bits <= 8:
@@ -204,6 +205,7 @@ def resolve_config(model: str, dataset: str, stage: Stage, *, bits: int = 8,
         values.pop("window", None)  # the gradient window only matters to error-aware retraining
     if stage is not Stage.APPROXIMATE:
         values.pop("tag", None)     # references are shared by every plan that names them
+        values.pop("post_calibration", None)
     return RunConfig(model=model, dataset=dataset, stage=stage, bits=bits, retrain=retrain,
                      optim=optim, **values)
 

@@ -255,3 +255,41 @@ def test_real_fashion_mnist_subset(tmp_path, cli):
     assert exact > 75 and quant > exact - 3
     assert accs[0] > accs[1]  # more error, less accuracy
     assert accs[0] > quant - 5
+
+
+def test_post_calibration_takes_ranges_from_exact_products(tmp_path, monkeypatch, cli):
+    """--post-calibration (the seed's --approx_post_calibration): the approximate layers
+    calibrate with exact products, then run with the LUT; its own run directory."""
+    runs = tmp_path / "runs"
+    sub = ["--train-subset", "300", "--test-subset", "200", "--runs-dir", runs]
+    cli("train", *SYN, "--epochs", "1", *sub, check=0)
+    cli("train", *SYN, "--stage", "quantized", "--epochs", "0", *sub, check=0)
+    env = RunEnv(runs_dir=runs, progress=False)
+    modes, ranges = [], []
+    real = pipeline_mod.calibrate
+
+    def spy(model, batches, **kw):
+        from axcnn.nn import approx_layers
+
+        modes.append([m.mode.value for _, m in approx_layers(model)])
+        n = real(model, batches, **kw)
+        ranges.append([(float(m.act_observer.min_val), float(m.act_observer.max_val))
+                       for _, m in approx_layers(model)])
+        return n
+
+    monkeypatch.setattr(pipeline_mod, "calibrate", spy)
+    results = {}
+    for post in (False, True):
+        cfg = resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:drum3",
+                             retrain=Retrain.NONE, train_subset=300, test_subset=200,
+                             post_calibration=post)
+        results[post] = run_stage(cfg, env)
+    assert modes == [["approximate", "approximate"], ["quantized", "quantized"]]
+    assert ranges[0][0] == ranges[1][0]      # the first layer sees the same input either way
+    assert ranges[0][1] != ranges[1][1]      # the second sees approximate vs exact activations
+    post_res = results[True]
+    assert post_res["run_dir"].endswith("-noretrain-postcal")
+    assert [r["mode"] for r in post_res["layers"]] == ["approximate", "approximate"]
+    # the stage evaluates (and keeps) the approximate model
+    ck = torch.load(Path(post_res["run_dir"]) / "best.pt", weights_only=False)
+    assert ck["meta"]["lut_name"] == "drum3_8u"

@@ -239,3 +239,14 @@ def test_tag_names_approximate_runs_apart_and_leaves_references_shared():
     assert RunConfig.from_dict(old) == plain
     with pytest.raises(ConfigError, match="tag must be"):
         resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:trunc6", tag="../x")
+
+
+def test_post_calibration_only_for_approximate_runs_and_named():
+    from axcnn.config import Retrain, Stage, resolve_config
+    from axcnn.train.pipeline import run_name
+
+    cfg = resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:trunc6",
+                         retrain=Retrain.NONE, post_calibration=True)
+    assert cfg.post_calibration and run_name(cfg).endswith("-noretrain-postcal")
+    ref = resolve_config("lenet5", "synthetic", Stage.QUANTIZED, post_calibration=True)
+    assert not ref.post_calibration and ref == resolve_config("lenet5", "synthetic", Stage.QUANTIZED)

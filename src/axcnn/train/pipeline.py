@@ -34,7 +34,7 @@ from ..data import ImageDataset, load_dataset
 from ..errors import ConfigError, DataError, LUTError
 from ..lut import DEFAULT_WINDOW, MultiplierLUT, load_lut, lut_metrics
 from ..models import create_model
-from ..nn import ConversionPlan, Mode, convert_, record_operands
+from ..nn import ConversionPlan, Mode, approx_layers, convert_, record_operands
 from ..ops import Backend, GradRule
 from ..quant import QuantSpec, calibrate
 from .checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
@@ -95,6 +95,8 @@ def run_name(cfg: RunConfig, lut: MultiplierLUT | None = None) -> str:
             parts.append(f"w{cfg.window}")
         if cfg.keep_first:
             parts.append(f"first-{cfg.keep_first}")
+        if cfg.post_calibration:
+            parts.append("postcal")
         if cfg.tag:
             parts.append(cfg.tag)
     return f"{cfg.model}-{cfg.dataset}/" + "-".join(parts)
@@ -157,6 +159,22 @@ def build_model(cfg: RunConfig, data: ImageDataset, env: RunEnv,
     if cfg.stage is Stage.APPROXIMATE:
         rows = convert_(model, conversion_plan(cfg, Mode.APPROXIMATE, lut, env.backend))
     return model, rows
+
+
+def _calibrate(model: nn.Module, cfg: RunConfig, data: ImageDataset) -> None:
+    """Set the activation ranges of a stage's model. ``post_calibration`` (the seed's
+    ``--approx_post_calibration``): the approximate layers calibrate with exact products (as
+    in the quantized model) and turn approximate afterwards, so the ranges come from
+    quantized-exact activations rather than approximate ones."""
+    switched = ([m for _, m in approx_layers(model) if m.mode is Mode.APPROXIMATE]
+                if cfg.post_calibration else [])
+    for m in switched:
+        m.configure(Mode.QUANTIZED, m.spec, None, m.grad_rule, m.backend, m.window)
+    try:
+        calibrate(model, _calib_batches(cfg, data), max_batches=cfg.calib_batches)
+    finally:
+        for m in switched:
+            m.configure(Mode.APPROXIMATE, m.spec, None, m.grad_rule, m.backend, m.window)
 
 
 def _calib_batches(cfg: RunConfig, data: ImageDataset):
@@ -259,8 +277,9 @@ def run_stage(cfg: RunConfig, env: RunEnv, data: ImageDataset | None = None) -> 
     else:
         epoch = 0
         if cfg.stage is not Stage.EXACT:
-            log.info("%s: calibrating on %d batches", label, cfg.calib_batches)
-            calibrate(model, _calib_batches(cfg, data), max_batches=cfg.calib_batches)
+            log.info("%s: calibrating on %d batches%s", label, cfg.calib_batches,
+                     " with exact products (post-calibration)" if cfg.post_calibration else "")
+            _calibrate(model, cfg, data)
         ev = evaluate(model, data, progress=env.progress, desc=f"{cfg.stage.value} test")
         best = {"accuracy": ev["accuracy"], "epoch": 0}
         _append_metrics(metrics_path, {"epoch": 0, "test_accuracy": ev["accuracy"], "test_loss": ev["loss"]})
