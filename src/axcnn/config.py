@@ -119,6 +119,7 @@ class RunConfig:
     test_subset: int | None = None
     tag: str | None = None            # approximate runs: a name suffix that keeps another recipe apart
     post_calibration: bool = False    # approximate: observer ranges from exact (quantized) products
+    bn_calibration: bool = False      # approximate: re-estimate BatchNorm statistics after calibration
 
     def __post_init__(self) -> None:
         if not 2 <= self.bits <= 8:
@@ -206,6 +207,7 @@ def resolve_config(model: str, dataset: str, stage: Stage, *, bits: int = 8,
     if stage is not Stage.APPROXIMATE:
         values.pop("tag", None)     # references are shared by every plan that names them
         values.pop("post_calibration", None)
+        values.pop("bn_calibration", None)
     return RunConfig(model=model, dataset=dataset, stage=stage, bits=bits, retrain=retrain,
                      optim=optim, **values)
 

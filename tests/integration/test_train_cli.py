@@ -257,7 +257,7 @@ def test_real_fashion_mnist_subset(tmp_path, cli):
     assert accs[0] > quant - 5
 
 
-def test_post_calibration_takes_ranges_from_exact_products(tmp_path, monkeypatch, cli):
+def test_post_and_bn_calibration(tmp_path, monkeypatch, cli):
     """--post-calibration (the seed's --approx_post_calibration): the approximate layers
     calibrate with exact products, then run with the LUT; its own run directory."""
     runs = tmp_path / "runs"
@@ -293,3 +293,11 @@ def test_post_calibration_takes_ranges_from_exact_products(tmp_path, monkeypatch
     # the stage evaluates (and keeps) the approximate model
     ck = torch.load(Path(post_res["run_dir"]) / "best.pt", weights_only=False)
     assert ck["meta"]["lut_name"] == "drum3_8u"
+    # --bn-calibration re-estimates the BatchNorm statistics after calibration (LeNet-5 has none)
+    bn_calls = []
+    monkeypatch.setattr(pipeline_mod, "calibrate_batchnorm",
+                        lambda model, batches, **kw: bn_calls.append(kw["max_batches"]) or 0)
+    cfg = resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:drum3",
+                         retrain=Retrain.NONE, train_subset=300, test_subset=200,
+                         bn_calibration=True)
+    assert run_stage(cfg, env)["run_dir"].endswith("-noretrain-bncal") and bn_calls == [32]

@@ -248,5 +248,10 @@ def test_post_calibration_only_for_approximate_runs_and_named():
     cfg = resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:trunc6",
                          retrain=Retrain.NONE, post_calibration=True)
     assert cfg.post_calibration and run_name(cfg).endswith("-noretrain-postcal")
-    ref = resolve_config("lenet5", "synthetic", Stage.QUANTIZED, post_calibration=True)
-    assert not ref.post_calibration and ref == resolve_config("lenet5", "synthetic", Stage.QUANTIZED)
+    both = resolve_config("lenet5", "synthetic", Stage.APPROXIMATE, lut="builtin:trunc6",
+                          retrain=Retrain.NONE, post_calibration=True, bn_calibration=True)
+    assert run_name(both).endswith("-noretrain-postcal-bncal")
+    ref = resolve_config("lenet5", "synthetic", Stage.QUANTIZED, post_calibration=True,
+                         bn_calibration=True)
+    assert not ref.post_calibration and not ref.bn_calibration
+    assert ref == resolve_config("lenet5", "synthetic", Stage.QUANTIZED)

@@ -36,6 +36,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--post-calibration", "--approx_post_calibration", dest="post_calibration",
                    action="store_true", help="approximate stage: calibrate the activation ranges "
                    "with exact products, then switch to the LUT (the seed's post-calibration)")
+    p.add_argument("--bn-calibration", dest="bn_calibration", action="store_true",
+                   help="approximate stage: re-estimate the BatchNorm statistics with the LUT in "
+                   "place after calibration (no training)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"))
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--download", action="store_true", help="download the dataset if missing")
@@ -126,7 +129,8 @@ def build_configs(args):
                   exact_accuracy=args.exact_accuracy, keep_first=keep_first,
                   include_linear=args.include_linear or None, window=args.window,
                   calib_batches=args.calib_batches, train_subset=args.train_subset,
-                  test_subset=args.test_subset, post_calibration=args.post_calibration or None)
+                  test_subset=args.test_subset, post_calibration=args.post_calibration or None,
+                  bn_calibration=args.bn_calibration or None)
     luts = lut_sources(args)
     if stage is Stage.APPROXIMATE:
         if not luts:

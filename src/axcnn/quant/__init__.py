@@ -1,10 +1,10 @@
 """Quantization: parameters, fake-quant primitives, observers and calibration."""
 
-from .observers import ActivationObserver, calibrate, observers, observing
+from .observers import ActivationObserver, calibrate, calibrate_batchnorm, observers, observing
 from .qparams import (EPS, QuantSpec, code_bounds, dequantize, qparams_from_range, quantize,
                       weight_qparams, weight_range)
 
 __all__ = [
-    "ActivationObserver", "calibrate", "observers", "observing", "EPS", "QuantSpec",
+    "ActivationObserver", "calibrate", "calibrate_batchnorm", "observers", "observing", "EPS", "QuantSpec",
     "code_bounds", "dequantize", "qparams_from_range", "quantize", "weight_qparams", "weight_range",
 ]

@@ -136,3 +136,43 @@ def calibrate(model: nn.Module, batches, *, reset: bool = True, max_batches: int
     finally:
         model.train(was_training)
     return seen
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, batches, *, max_batches: int | None = None) -> int:
+    """Re-estimate every BatchNorm's running mean and variance from ``batches`` with the model
+    as it now computes (e.g. with approximate products), without training anything.
+
+    The statistics are reset and averaged over the batches (cumulative average, as
+    ``momentum=None``); only the BatchNorm layers run in training mode, so activation observers
+    and everything else stay as they are. Restores each module's mode and momentum. Returns
+    the number of batches seen (0 leaves the statistics untouched)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and m.track_running_stats]
+    if not bns:
+        return 0
+    modes = {m: m.training for m in model.modules()}
+    saved = [(m, m.momentum, m.running_mean.clone(), m.running_var.clone(),
+              m.num_batches_tracked.clone()) for m in bns]
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    seen = 0
+    try:
+        for batch in batches:
+            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            seen += 1
+            if max_batches is not None and seen >= max_batches:
+                break
+    finally:
+        for m, momentum, mean, var, count in saved:
+            m.momentum = momentum
+            if not seen:
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
+        for m, training in modes.items():
+            m.train(training)
+    return seen

@@ -36,7 +36,7 @@ from ..lut import DEFAULT_WINDOW, MultiplierLUT, load_lut, lut_metrics
 from ..models import create_model
 from ..nn import ConversionPlan, Mode, approx_layers, convert_, record_operands
 from ..ops import Backend, GradRule
-from ..quant import QuantSpec, calibrate
+from ..quant import QuantSpec, calibrate, calibrate_batchnorm
 from .checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from .loop import evaluate, make_optimizer, train_epoch
 
@@ -97,6 +97,8 @@ def run_name(cfg: RunConfig, lut: MultiplierLUT | None = None) -> str:
             parts.append(f"first-{cfg.keep_first}")
         if cfg.post_calibration:
             parts.append("postcal")
+        if cfg.bn_calibration:
+            parts.append("bncal")
         if cfg.tag:
             parts.append(cfg.tag)
     return f"{cfg.model}-{cfg.dataset}/" + "-".join(parts)
@@ -165,7 +167,9 @@ def _calibrate(model: nn.Module, cfg: RunConfig, data: ImageDataset) -> None:
     """Set the activation ranges of a stage's model. ``post_calibration`` (the seed's
     ``--approx_post_calibration``): the approximate layers calibrate with exact products (as
     in the quantized model) and turn approximate afterwards, so the ranges come from
-    quantized-exact activations rather than approximate ones."""
+    quantized-exact activations rather than approximate ones. ``bn_calibration``: then the
+    BatchNorm statistics are re-estimated on the same batches with the model as it now
+    computes (no training)."""
     switched = ([m for _, m in approx_layers(model) if m.mode is Mode.APPROXIMATE]
                 if cfg.post_calibration else [])
     for m in switched:
@@ -175,6 +179,8 @@ def _calibrate(model: nn.Module, cfg: RunConfig, data: ImageDataset) -> None:
     finally:
         for m in switched:
             m.configure(Mode.APPROXIMATE, m.spec, None, m.grad_rule, m.backend, m.window)
+    if cfg.bn_calibration:
+        calibrate_batchnorm(model, _calib_batches(cfg, data), max_batches=cfg.calib_batches)
 
 
 def _calib_batches(cfg: RunConfig, data: ImageDataset):

@@ -299,3 +299,31 @@ def test_first_batch_after_load_of_an_empty_observer_sets_the_range():
     obs.load_state_dict(ActivationObserver().state_dict())
     obs(batch(5.0, 6.0))
     assert obs.min_val.item() == 5.0 and obs.max_val.item() == 6.0
+
+
+def test_calibrate_batchnorm_averages_batch_statistics_and_restores_the_rest():
+    from axcnn.quant import calibrate_batchnorm
+
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+    obs = ActivationObserver()
+    model = nn.Sequential(obs, conv, bn, nn.ReLU())
+    model.eval()
+    obs.min_val.fill_(-1.0)
+    obs.max_val.fill_(1.0)
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randn(5, 3, 8, 8, generator=g) * (i + 1) for i in range(3)]
+    with torch.no_grad():
+        feats = [conv(x) for x in batches]
+    want_mean = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
+    want_var = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in feats]).mean(0)
+    assert calibrate_batchnorm(model, batches) == 3
+    assert torch.allclose(bn.running_mean, want_mean, atol=1e-5)
+    assert torch.allclose(bn.running_var, want_var, rtol=1e-4)
+    assert bn.momentum == 0.1 and not model.training and not bn.training
+    assert float(obs.min_val) == -1.0 and float(obs.max_val) == 1.0   # observers untouched
+    before = bn.running_mean.clone()
+    assert calibrate_batchnorm(model, []) == 0 and torch.equal(bn.running_mean, before)
+    model.train()
+    calibrate_batchnorm(model, batches[:1], max_batches=1)
+    assert model.training and bn.training                              # modes restored
