@@ -30,6 +30,7 @@ exists, else the ``triton`` LUT kernels).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import weakref
@@ -44,6 +45,7 @@ from .backends import Backend, cache_freed, register_backend
 from .gpu.factor import MAX_RANK, Factorisation, factorise, truncated_svd
 from .problem import IntConvProblem
 from .torch_backend import TorchBackend, output_layout, unfold_codes, weight_codes
+from .triton_backend import WeightCache
 
 log = logging.getLogger(__name__)
 
@@ -403,16 +405,10 @@ class DecomposedBackend(TorchBackend):
         from .triton_backend import code_signedness
         return code_signedness(p)
 
-    @property
-    def weight_cache(self):
-        """This instance's weight-side cache for the fused kernel (see
-        :class:`axcnn.ops.triton_backend.WeightCache`; created on first use)."""
-        c = self.__dict__.get("_weight_cache")
-        if c is None:
-            from .triton_backend import WeightCache
-
-            c = self.__dict__["_weight_cache"] = WeightCache()
-        return c
+    @functools.cached_property
+    def weight_cache(self) -> WeightCache:
+        """This instance's weight-side cache for the fused kernel (created on first use)."""
+        return WeightCache()
 
     # ---- forward -----------------------------------------------------------------------------
     def conv2d_acc(self, p: IntConvProblem) -> torch.Tensor:

@@ -963,13 +963,10 @@ class TritonBackend(TorchBackend):
     def supports(self, device: torch.device) -> str | None:
         return device_ok(torch.device(device))
 
-    @property
+    @functools.cached_property
     def weight_cache(self) -> WeightCache:
         """This instance's :class:`WeightCache` (created on first use)."""
-        c = self.__dict__.get("_weight_cache")
-        if c is None:
-            c = self.__dict__["_weight_cache"] = WeightCache()
-        return c
+        return WeightCache()
 
     # ---- forward ---------------------------------------------------------------------------
     def conv2d_acc(self, p: IntConvProblem) -> torch.Tensor:
