@@ -25,22 +25,36 @@ from .core import MultiplierLUT
 DEFAULT_WINDOW = 2
 
 
-def _central_difference(table: np.ndarray, axis: int, h: int) -> np.ndarray:
+def _central_difference(table: np.ndarray, axis: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """(numerator, denominator) of the central difference along ``axis``: an integer table
+    and the window width per index along that axis."""
     n = table.shape[axis]
     idx = np.arange(n)
     hi = np.minimum(idx + h, n - 1)
     lo = np.maximum(idx - h, 0)
-    num = np.take(table, hi, axis=axis) - np.take(table, lo, axis=axis)
-    den = (hi - lo).astype(np.float64)
-    shape = [1, 1]
-    shape[axis] = n
-    return num / den.reshape(shape)
+    return np.take(table, hi, axis=axis) - np.take(table, lo, axis=axis), hi - lo
+
+
+def _check_window(window) -> int:
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ConfigError(f"gradient window must be an integer >= 1, got {window!r}")
+    return int(window)
+
+
+def gradient_fractions(lut: MultiplierLUT, window: int = DEFAULT_WINDOW):
+    """The gradient tables as exact fractions: ``(num_a, den_a, num_w, den_w)`` with
+    ``dA = num_a / den_a[:, None]`` and ``dW = num_w / den_w[None, :]``; numerators are int64
+    tables of the LUT's shape (differences of two LUT entries), denominators int64 vectors.
+    GPU kernels gather the narrow integer numerators and divide once per sum."""
+    h = _check_window(window)
+    t = lut.table.astype(np.int64)
+    num_a, den_a = _central_difference(t, 0, h)
+    num_w, den_w = _central_difference(t, 1, h)
+    return num_a, den_a, num_w, den_w
 
 
 def gradient_tables(lut: MultiplierLUT, window: int = DEFAULT_WINDOW) -> tuple[np.ndarray, np.ndarray]:
     """(dLUT/da, dLUT/dw) as float32 tables of the LUT's shape."""
-    if not isinstance(window, (int, np.integer)) or window < 1:
-        raise ConfigError(f"gradient window must be an integer >= 1, got {window!r}")
-    t = lut.table.astype(np.float64)
-    return (_central_difference(t, 0, int(window)).astype(np.float32),
-            _central_difference(t, 1, int(window)).astype(np.float32))
+    num_a, den_a, num_w, den_w = gradient_fractions(lut, window)
+    return ((num_a / den_a[:, None].astype(np.float64)).astype(np.float32),
+            (num_w / den_w[None, :].astype(np.float64)).astype(np.float32))

@@ -115,7 +115,7 @@ class _ApproxMixin:
         if self.mode is not Mode.APPROXIMATE:
             return None
         return LUTTensors(self.lut_table, self.lut.signed, self.lut.a_bits, self.lut.w_bits,
-                          self.lut_grad_a, self.lut_grad_w)
+                          self.lut_grad_a, self.lut_grad_w, self.window)
 
     def _adopt(self, src: nn.Module):
         """Take over the parameters and train/eval state of the layer being replaced."""

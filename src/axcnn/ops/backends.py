@@ -5,8 +5,9 @@ A backend implements the integer kernels of :mod:`axcnn.ops.problem`:
 - ``lut_gemm(a_idx, w_idx, table)``: grouped LUT GEMM, a_idx (M, G, K) and w_idx (G, K, N)
   int64 table indices, returns int64 (M, G, N) with out = sum_k table[a_idx, w_idx]
 - ``conv2d_acc(problem)``: int64 accumulators (B, OC, OH, OW) of a quantized conv
-- ``error_aware_grads(problem, grad_y, s_a, s_w, grad_a, grad_w, need_x, need_w)``: the
-  gather-GEMM gradients of the error-aware rule (see :mod:`axcnn.ops.functional`)
+- ``error_aware_grads(problem, grad_y, s_a, s_w, lut, need_x, need_w)``: the gather-GEMM
+  gradients of the error-aware rule from ``lut.grad_a`` / ``lut.grad_w`` (``lut`` a
+  :class:`axcnn.ops.LUTTensors`; see :mod:`axcnn.ops.functional`)
 
 ``Backend.AUTO`` picks the fastest registered backend that supports the device (on CUDA a
 per-layer dispatcher, :class:`axcnn.ops.decomposed.AutoGPUBackend`); a backend

@@ -514,11 +514,11 @@ class DecomposedBackend(TorchBackend):
         entry.grad[key] = (weakref.ref(grad_a), weakref.ref(grad_w), gb)
         return gb
 
-    def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, grad_a, grad_w,
+    def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, lut,
                           need_x: bool, need_w: bool):
-        gb = self.grad_bases(p, grad_a, grad_w)
+        gb = self.grad_bases(p, lut.grad_a, lut.grad_w)
         if gb is None:
-            return super().error_aware_grads(p, grad_y, s_a, s_w, grad_a, grad_w, need_x, need_w)
+            return super().error_aware_grads(p, grad_y, s_a, s_w, lut, need_x, need_w)
         return factorised_error_aware_grads(p, gb, grad_y, s_a, s_w, need_x, need_w)
 
 
@@ -578,14 +578,14 @@ class AutoGPUBackend:
             return self.decomposed.lut_gemm(a_idx, w_idx, table)
         return self.triton.lut_gemm(a_idx, w_idx, table)
 
-    def error_aware_grads(self, p, grad_y, s_a, s_w, grad_a, grad_w, need_x, need_w):
+    def error_aware_grads(self, p, grad_y, s_a, s_w, lut, need_x, need_w):
         if p.table is not None:
             entry = factorisation_for(p.table, _signedness_from_offsets(p))
             if entry.factorisation is not None and not (p.qw.shape[1] == 1 and p.geometry.groups > 1):
-                gb = self.decomposed.grad_bases(p, grad_a, grad_w)
+                gb = self.decomposed.grad_bases(p, lut.grad_a, lut.grad_w)
                 if gb is not None and len(gb.vb) + len(gb.ub) <= 10:
                     return factorised_error_aware_grads(p, gb, grad_y, s_a, s_w, need_x, need_w)
-        return self.triton.error_aware_grads(p, grad_y, s_a, s_w, grad_a, grad_w, need_x, need_w)
+        return self.triton.error_aware_grads(p, grad_y, s_a, s_w, lut, need_x, need_w)
 
 
 _AUTO: dict = {}

@@ -56,6 +56,7 @@ class LUTTensors:
     w_bits: int
     grad_a: torch.Tensor | None = None
     grad_w: torch.Tensor | None = None
+    window: int = DEFAULT_WINDOW   # the half-width grad_a / grad_w were derived with
 
     @property
     def a_offset(self) -> int:
@@ -73,7 +74,7 @@ class LUTTensors:
             ga_np, gw_np = gradient_tables(lut, window)
             ga, gw = torch.from_numpy(ga_np).to(device), torch.from_numpy(gw_np).to(device)
         return cls(torch.from_numpy(lut.table.copy()).to(device), lut.signed, lut.a_bits,
-                   lut.w_bits, ga, gw)
+                   lut.w_bits, ga, gw, int(window))
 
 
 def _pair(v) -> tuple[int, int]:
@@ -145,7 +146,7 @@ class _QuantConv2dFn(torch.autograd.Function):
             oc = w_shape[0]
             problem = IntConvProblem(qa, qw, n_a_f, n_w.expand(oc) if n_w.ndim == 0 else n_w,
                                      geometry, lut.table, lut.a_offset, lut.w_offset, signed)
-            gx, gw = impl.error_aware_grads(problem, grad_y, s_a, s_w, lut.grad_a, lut.grad_w,
+            gx, gw = impl.error_aware_grads(problem, grad_y, s_a, s_w, lut,
                                             need_x, need_w)
         else:
             sw = s_w.view(-1, 1, 1, 1) if s_w.ndim else s_w

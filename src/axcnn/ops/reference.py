@@ -83,13 +83,13 @@ class ReferenceBackend:
                         out[b, o, oy, ox] = acc
         return torch.from_numpy(out).to(p.qa.device)
 
-    def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, grad_a, grad_w,
+    def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, lut,
                           need_x: bool, need_w: bool):
         qa, qw = _np_int(p.qa), _np_int(p.qw)
         n_a = float(p.n_a)
         n_w = p.n_w.detach().cpu().double().numpy()
-        ga = grad_a.detach().cpu().double().numpy()
-        gwt = grad_w.detach().cpu().double().numpy()
+        ga = lut.grad_a.detach().cpu().double().numpy()
+        gwt = lut.grad_w.detach().cpu().double().numpy()
         gy = grad_y.detach().cpu().double().numpy()
         sw = s_w.detach().cpu().double().numpy()
         sw = np.broadcast_to(sw, (qw.shape[0],))

@@ -199,9 +199,10 @@ class TorchBackend:
         acc += (n_a_i * sum_w + K * n_a_i * n_w_i)[None, :, :, None]
         return acc.reshape(B, OC, oh, ow)
 
-    def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, grad_a, grad_w,
+    def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, lut,
                           need_x: bool, need_w: bool):
         """Gradients of the error-aware rule; see :func:`axcnn.ops.functional.approx_conv2d`."""
+        grad_a, grad_w = lut.grad_a, lut.grad_w
         a = unfold_codes(p)
         w = weight_codes(p)
         M, G, K = a.shape

@@ -610,6 +610,58 @@ def cached_lut16(table: torch.Tensor) -> tuple[torch.Tensor, int]:
     return t16, mid
 
 
+# --------------------------------------------------------------------------------------------
+# error-aware gradient tables as int16 numerators
+
+@dataclass(frozen=True)
+class GradFractions:
+    """A LUT's gradient tables as ``num_a / den_a[:, None]`` and ``num_w / den_w[None, :]``:
+    int16 numerators (differences of two LUT entries, see :func:`axcnn.lut.gradient_fractions`)
+    and float32 window widths, on the LUT's device. The kernels gather the numerators (half
+    the bytes of float32) and divide once per sum."""
+
+    num_a: torch.Tensor
+    den_a: torch.Tensor
+    num_w: torch.Tensor
+    den_w: torch.Tensor
+
+
+_FRACTIONS: dict = {}
+
+
+def grad_fractions(lut) -> GradFractions | None:
+    """The int16 fraction form of ``lut.grad_a`` / ``lut.grad_w`` (a ``LUTTensors``), or None
+    when a numerator does not fit int16 or the fractions do not reproduce the float tables
+    exactly (tables not made from ``lut.window``). Checked once per table tensor (one read
+    back, cached by identity and version like ``table_range``)."""
+    ga, gw, table = lut.grad_a, lut.grad_w, lut.table
+    key = (id(ga), id(gw), id(table), ga._version, gw._version, table._version, lut.window)
+    hit = _FRACTIONS.get(key)
+    if hit is not None and hit[0]() is ga and hit[1]() is gw and hit[2]() is table:
+        return hit[3]
+    R, Wn = table.shape
+    t = table.to(torch.int64)
+    dev = table.device
+
+    def window(n: int):
+        i = torch.arange(n, device=dev)
+        return (i + lut.window).clamp(max=n - 1), (i - lut.window).clamp(min=0)
+
+    (ha, la), (hw, lw) = window(R), window(Wn)
+    num_a, den_a = t[ha] - t[la], (ha - la).double()
+    num_w, den_w = t[:, hw] - t[:, lw], (hw - lw).double()
+    fits = (int(torch.maximum(num_a.abs().max(), num_w.abs().max())) <= 32767
+            and torch.equal((num_a / den_a[:, None]).float(), ga)
+            and torch.equal((num_w / den_w[None, :]).float(), gw))
+    value = (GradFractions(num_a.to(torch.int16), den_a.float(), num_w.to(torch.int16),
+                           den_w.float()) if fits else None)
+    if len(_FRACTIONS) > 64:
+        _FRACTIONS.clear()
+        cache_freed()
+    _FRACTIONS[key] = (weakref.ref(ga), weakref.ref(gw), weakref.ref(table), value)
+    return value
+
+
 def lut_mode(s: ConvShape, R: int) -> str:
     if FORCE_MODE is not None:
         return FORCE_MODE
@@ -1019,13 +1071,15 @@ class TritonBackend(TorchBackend):
                             s, cargs, 0, 0, gemm=True, cache=self.weight_cache, wkey=w_idx)
 
     # ---- error-aware backward ---------------------------------------------------------------
-    def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, grad_a, grad_w,
+    def error_aware_grads(self, p: IntConvProblem, grad_y, s_a, s_w, lut,
                           need_x: bool, need_w: bool):
         s = ConvShape.of(p)
-        R = grad_a.shape[0]
+        R = lut.grad_a.shape[0]
         NP = padded_n(s.Ng, 128)       # the kernels take all NP columns in one block
-        if NP > 128 or s.G * s.K * R * NP * 4 > GRAD_TABLE_MAX:
-            return super().error_aware_grads(p, grad_y, s_a, s_w, grad_a, grad_w, need_x, need_w)
+        frac = grad_fractions(lut)
+        item = 2 if frac is not None else 4
+        if NP > 128 or s.G * s.K * R * NP * item > GRAD_TABLE_MAX:
+            return super().error_aware_grads(p, grad_y, s_a, s_w, lut, need_x, need_w)
         k = kernels()
         dev = p.qa.device
         G, K, Ng, M = s.G, s.K, s.Ng, s.M
@@ -1035,10 +1089,19 @@ class TritonBackend(TorchBackend):
         w_idx = weight_index(p.qw, G, w_off)
         wpad = torch.zeros((G, K, NP), dtype=torch.int64, device=dev)
         wpad[:, :, :Ng] = w_idx
+        wcols = wpad.reshape(-1)
         koff, kdy, kdx = geometry_tables(s, dev)
         gy = grad_y.permute(0, 2, 3, 1).reshape(M, G, Ng).float()
         geo = (s.H, s.W, s.C, s.Cg, s.OH, s.OW, s.stride[0], s.stride[1], s.padding[0],
                s.padding[1], pad)
+        # per-tap tables, layout (R, G*K, NP): row (a, g, k) holds table[a, w[g, k, n]] over n;
+        # int16 numerators (frac) or the float32 tables, divided by den once per sum
+        if frac is not None:
+            tab_a, den_a, tab_w, den_w = frac.num_a, frac.den_a, frac.num_w, frac.den_w
+        else:
+            tab_a, tab_w = lut.grad_a.float(), lut.grad_w.float()
+            den_a = torch.ones(tab_a.shape[0], dtype=torch.float32, device=dev)
+            den_w = torch.ones(tab_w.shape[1], dtype=torch.float32, device=dev)
         gx = gw = None
         if need_x:
             s_w_g = (s_w.reshape(G, Ng).float() if s_w.ndim else s_w.float().expand(G, Ng)).to(dev)
@@ -1046,21 +1109,19 @@ class TritonBackend(TorchBackend):
             gs[:, :, :Ng] = gy * s_w_g[None]
             nw = torch.zeros((G, NP), dtype=torch.float32, device=dev)
             nw[:, :Ng] = p.n_w.reshape(-1).to(dev).float().expand(G * Ng).reshape(G, Ng)
-            ta = grad_a.float().t().contiguous()[wpad.reshape(-1)].reshape(G, K, NP, R)
-            ta = ta.transpose(2, 3).contiguous()
+            ta = tab_a[:, wcols]
             gx = torch.empty((s.B, s.C, s.H, s.W), dtype=torch.float32, device=dev)
             npix = s.B * s.H * s.W
             BM = CONFIG["ea_gx"]["BM"] if NP <= 64 else CONFIG["ea_gx"]["BM"] // 2
             k.ea_gx_kernel[(triton_cdiv(npix, BM), s.C)](
-                a_nhwc, ta, gs, nw.reshape(-1), gx, npix, K, s.C, G, s.Cg, NP, R, s.H, s.W,
+                a_nhwc, ta, den_a, gs, nw.reshape(-1), gx, npix, K, s.C, G, s.Cg, NP, s.H, s.W,
                 s.OH, s.OW, s.stride[0], s.stride[1], s.padding[0], s.padding[1],
                 s.dilation[0], s.dilation[1], KH=s.kh, KW=s.kw, BM=BM, BN=NP, num_warps=4)
             del ta
         if need_w:
             gyp = torch.zeros((M, G, NP), dtype=torch.float32, device=dev)
             gyp[:, :, :Ng] = gy
-            tw = grad_w.float().t().contiguous()[wpad.reshape(-1)].reshape(G, K, NP, R)
-            tw = tw.transpose(2, 3).contiguous()
+            tw = tab_w[:, wcols]
             BM, BKK = 64, 16
             kblocks = triton_cdiv(K, BKK)
             S = max(1, min(triton_cdiv(528, kblocks * G), triton_cdiv(M, BM * 4)))
@@ -1068,16 +1129,15 @@ class TritonBackend(TorchBackend):
             S = triton_cdiv(M, m_per)
             part = torch.zeros((S, G, K, NP), dtype=torch.float32, device=dev)
             k.ea_gw_kernel[(kblocks, S, G)](
-                a_nhwc, tw, gyp, part, koff, kdy, kdx, M, K, G, NP, R, *geo, m_per,
+                a_nhwc, tw, gyp, part, koff, kdy, kdx, M, K, G, NP, *geo, m_per,
                 BM=BM, BN=NP, BKK=BKK, num_warps=4)
             del tw
-            gwt = part.sum(dim=0)[:, :, :Ng]
+            gwt = part.sum(dim=0)[:, :, :Ng] / den_w[w_idx]
             gwt += p.n_a * gy.sum(dim=0)[:, None, :]
             gwt *= s_a
             gw = (gwt.reshape(G, s.kh, s.kw, s.Cg, Ng).permute(0, 4, 3, 1, 2)
                   .reshape(s.OC, s.Cg, s.kh, s.kw))
         return gx, gw
-
 
 def exact_table16(a_signed: bool, w_signed: bool, device):
     key = ("t16", a_signed, w_signed, str(device))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from axcnn.errors import ConfigError
-from axcnn.lut import DEFAULT_WINDOW, MultiplierLUT, builtin, exact_table, gradient_tables, operand_values
+from axcnn.lut import (DEFAULT_WINDOW, MultiplierLUT, builtin, exact_table, gradient_fractions,
+                       gradient_tables, operand_values)
 
 
 @pytest.mark.parametrize("window", [1, 2, 3, 5, 40])
@@ -67,3 +68,25 @@ def test_approximate_lut_differs_from_exact():
 def test_bad_window(window):
     with pytest.raises(ConfigError):
         gradient_tables(builtin("exact", bits=4), window)
+
+
+@pytest.mark.parametrize("window", [1, 2, 16, 200])
+@pytest.mark.parametrize("name,bits,signed", [("exact", 8, False), ("drum4", 8, False),
+                                              ("mitchell", 8, True), ("trunc6", 4, True)])
+def test_fractions_reproduce_the_tables(window, name, bits, signed):
+    """gradient_fractions is the exact integer form the GPU kernels gather: numerators are
+    differences of two LUT entries, denominators the window width per index."""
+    lut = builtin(name, bits=bits, signed=signed)
+    num_a, den_a, num_w, den_w = gradient_fractions(lut, window)
+    dA, dW = gradient_tables(lut, window)
+    assert num_a.dtype == num_w.dtype == np.int64 and num_a.shape == lut.table.shape
+    assert np.array_equal((num_a / den_a[:, None]).astype(np.float32), dA)
+    assert np.array_equal((num_w / den_w[None, :]).astype(np.float32), dW)
+    assert den_a.min() >= 1 and den_a.max() <= min(2 * window, lut.table.shape[0] - 1)
+    t = lut.table.astype(np.int64)
+    assert num_a[0, 3] == t[min(window, t.shape[0] - 1), 3] - t[0, 3]
+
+
+def test_fractions_bad_window():
+    with pytest.raises(ConfigError):
+        gradient_fractions(builtin("exact", bits=4), 0)

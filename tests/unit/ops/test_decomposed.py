@@ -156,14 +156,14 @@ def test_error_aware_gradients_match_torch(lut_name, signed):
         gy_shape = ref.conv2d_acc(p).shape
         gy = torch.randn(gy_shape, generator=gen)
         s_a, s_w = torch.tensor(0.02), torch.rand(gy_shape[1], generator=gen) * 0.01 + 1e-3
-        got = dec.error_aware_grads(p, gy, s_a, s_w, lt.grad_a, lt.grad_w, True, True)
-        want = ref.error_aware_grads(p, gy, s_a, s_w, lt.grad_a, lt.grad_w, True, True)
+        got = dec.error_aware_grads(p, gy, s_a, s_w, lt, True, True)
+        want = ref.error_aware_grads(p, gy, s_a, s_w, lt, True, True)
         for a, b in zip(got, want):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item()), shape
         # CUDA training keeps n_a on the device (and knows the signedness): same numbers
         pt = dataclasses.replace(p, n_a=torch.tensor(p.n_a), signed=signed)
         assert torch.equal(ref.conv2d_acc(pt), ref.conv2d_acc(p))
-        got_t = dec.error_aware_grads(pt, gy, s_a, s_w, lt.grad_a, lt.grad_w, True, True)
+        got_t = dec.error_aware_grads(pt, gy, s_a, s_w, lt, True, True)
         for a, b in zip(got_t, got):
             assert torch.equal(a, b), shape
 

@@ -167,7 +167,8 @@ def test_matmul_bit_exact(signed):
                 assert torch.equal(got, want), (backend, lut.name, M, K, N)
 
 
-def _layer_run(backend, lut, grad_rule, signed, groups=1, per_channel=False, bits=8, oc=12):
+def _layer_run(backend, lut, grad_rule, signed, groups=1, per_channel=False, bits=8, oc=12,
+               window=2):
     g = torch.Generator().manual_seed(5)
     x = torch.rand(3, 6, 11, 9, generator=g) * 3 - 1
     w = torch.randn(oc, 6 // groups, 3, 3, generator=g) * 0.3
@@ -178,27 +179,30 @@ def _layer_run(backend, lut, grad_rule, signed, groups=1, per_channel=False, bit
     xx = x.to(DEV).requires_grad_(True)
     ww = w.to(DEV).requires_grad_(True)
     y = approx_conv2d(xx, ww, b.to(DEV), 2, 1, 1, groups, spec=spec, lut=lut, a_qparams=a_q,
-                      w_qparams=w_q, grad_rule=grad_rule, backend=backend)
+                      w_qparams=w_q, grad_rule=grad_rule, backend=backend, window=window)
     gy = torch.randn(y.shape, generator=g).to(DEV)
     y.backward(gy)
     return y.detach(), xx.grad, ww.grad
 
 
-@pytest.mark.parametrize("lut_name,signed,groups,per_channel,oc", [
-    ("drum4", False, 1, False, 12), ("trunc6", True, 2, True, 12), ("mitchell", False, 1, True, 12),
-    ("mitchell", True, 6, False, 12),
-    ("drum4", False, 1, False, 48), ("trunc6", True, 2, False, 96),   # column counts not a power of two
+@pytest.mark.parametrize("lut_name,signed,groups,per_channel,oc,window", [
+    ("drum4", False, 1, False, 12, 2), ("trunc6", True, 2, True, 12, 2),
+    ("mitchell", False, 1, True, 12, 2), ("mitchell", True, 6, False, 12, 2),
+    ("drum4", False, 1, False, 48, 2), ("trunc6", True, 2, False, 96, 2),  # columns not a power of two
+    ("drum4", False, 1, False, 64, 16),
+    ("drum4", False, 1, False, 12, 128),    # numerators beyond int16: float32 gradient tables
 ])
-def test_gradients_match_torch_backend(lut_name, signed, groups, per_channel, oc):
+def test_gradients_match_torch_backend(lut_name, signed, groups, per_channel, oc, window):
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         lut = builtin(lut_name, bits=8, signed=signed)
         for rule in ("ste", "error_aware"):
-            want = _layer_run("torch", lut, rule, signed, groups, per_channel, oc=oc)
+            want = _layer_run("torch", lut, rule, signed, groups, per_channel, oc=oc, window=window)
             for backend in ("triton", "decomposed", "auto"):
                 try:
-                    got = _layer_run(backend, lut, rule, signed, groups, per_channel, oc=oc)
+                    got = _layer_run(backend, lut, rule, signed, groups, per_channel, oc=oc,
+                                     window=window)
                 except BackendUnavailable:
                     assert backend == "decomposed" and lut_name == "mitchell"
                     continue

@@ -31,12 +31,13 @@ def test_kernels_under_the_interpreter():
 inner = pytest.mark.skipif(not INNER, reason="runs inside the interpreter child process")
 
 
-def _problem(gen, B, C, H, W, OC, k, stride, pad, dil, groups, lut, signed, with_grads=False):
+def _problem(gen, B, C, H, W, OC, k, stride, pad, dil, groups, lut, signed, with_grads=False,
+             window=2):
     from ops_problems import random_problem
 
     assert lut.signed == signed
     return random_problem(gen, B, C, H, W, OC, k, stride, pad, dil, groups, lut,
-                          with_grads=with_grads)
+                          with_grads=with_grads, window=window)
 
 
 SHAPES = [
@@ -104,26 +105,34 @@ def test_inner_fused_dequant_and_gemm():
 
 
 @inner
-@pytest.mark.parametrize("lut_name,signed", [("drum4", False), ("mitchell", True)])
-def test_inner_error_aware_gradients(lut_name, signed):
+@pytest.mark.parametrize("lut_name,signed,window,tables", [
+    ("drum4", False, 2, "int16"), ("mitchell", True, 2, "int16"), ("drum4", False, 16, "int16"),
+    ("drum4", False, 128, "float32"),     # numerators beyond int16
+    ("mitchell", True, 2, "custom"),      # tables not made from the window: gathered as float32
+])
+def test_inner_error_aware_gradients(lut_name, signed, window, tables):
     from axcnn.lut import builtin
     from axcnn.ops import get_backend
+    from axcnn.ops.triton_backend import grad_fractions
 
     gen = torch.Generator().manual_seed(11)
     lut = builtin(lut_name, bits=8, signed=signed)
     ref, tri = get_backend("torch"), get_backend("triton", "cpu")
     for shape in SHAPES[:4]:
-        p, lt = _problem(gen, *shape, lut, signed, with_grads=True)
+        p, lt = _problem(gen, *shape, lut, signed, with_grads=True, window=window)
+        if tables == "custom":
+            lt = dataclasses.replace(lt, grad_a=lt.grad_a + 0.375, grad_w=lt.grad_w * 0.5)
+        assert (grad_fractions(lt) is not None) == (tables == "int16")
         gy = torch.randn(ref.conv2d_acc(p).shape, generator=gen)
         s_a, s_w = torch.tensor(0.02), torch.rand(gy.shape[1], generator=gen) * 0.01 + 1e-3
-        got = tri.error_aware_grads(p, gy, s_a, s_w, lt.grad_a, lt.grad_w, True, True)
-        want = ref.error_aware_grads(p, gy, s_a, s_w, lt.grad_a, lt.grad_w, True, True)
+        got = tri.error_aware_grads(p, gy, s_a, s_w, lt, True, True)
+        want = ref.error_aware_grads(p, gy, s_a, s_w, lt, True, True)
         for a, b in zip(got, want):
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item()), shape
         # CUDA training keeps n_a on the device: the same numbers from a 0-dim tensor
         pt = dataclasses.replace(p, n_a=torch.tensor(p.n_a), signed=signed)
         assert torch.equal(tri.conv2d_acc(pt), ref.conv2d_acc(p))
-        got_t = tri.error_aware_grads(pt, gy, s_a, s_w, lt.grad_a, lt.grad_w, True, True)
+        got_t = tri.error_aware_grads(pt, gy, s_a, s_w, lt, True, True)
         for a, b in zip(got_t, got):
             assert torch.equal(a, b), shape
 

@@ -436,13 +436,14 @@ def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
 
 
 @triton.jit(do_not_specialize=["NPIX", "C", "G", "H", "W", "OH", "OW", "SH", "SW", "PH", "PW", "DH", "DW"])
-def ea_gx_kernel(a_ptr, ta_ptr, gs_ptr, nw_ptr, gx_ptr, NPIX, K, C, G, CG, NP, R, H, W, OH, OW,
-                 SH, SW, PH, PW, DH, DW, KH: tl.constexpr, KW: tl.constexpr,
+def ea_gx_kernel(a_ptr, ta_ptr, den_ptr, gs_ptr, nw_ptr, gx_ptr, NPIX, K, C, G, CG, NP, H, W,
+                 OH, OW, SH, SW, PH, PW, DH, DW, KH: tl.constexpr, KW: tl.constexpr,
                  BM: tl.constexpr, BN: tl.constexpr):
     """gx[b, c, y, x] (NCHW) straight from the input side: for every input pixel and channel,
     over the taps (ky, kx) whose window covers it (output row m), sum_n gs[m, g, n] *
-    (TA[g, k, a[b, y, x, c], n] + n_w[g, n]) with k = (ky, kx, c - g*CG); one activation index
-    per (pixel, channel), no per-tap buffer and no col2im. BN == NP."""
+    (TA[a, g, k, n] / den[a] + n_w[g, n]) with a = a[b, y, x, c], k = (ky, kx, c - g*CG);
+    TA (R, G*K, NP) holds int16 numerators or float32 values (den 1); one division per
+    pixel, no per-tap buffer and no col2im. BN == NP."""
     pid = tl.program_id(0)
     ch = tl.program_id(1)
     g = ch // CG
@@ -456,8 +457,9 @@ def ea_gx_kernel(a_ptr, ta_ptr, gs_ptr, nw_ptr, gx_ptr, NPIX, K, C, G, CG, NP, R
     a = tl.load(a_ptr + rp.to(tl.int64) * C + ch, mask=pmask, other=0).to(tl.int32)
     rn = tl.arange(0, BN)
     nw = tl.load(nw_ptr + g * NP + rn)
-    tbase = ta_ptr + (g.to(tl.int64) * K) * R * NP + rn[None, :]
-    acc = tl.zeros([BM], dtype=tl.float32)
+    tbase = ta_ptr + ((a * G + g) * K)[:, None] * NP + rn[None, :]
+    acc = tl.zeros([BM, BN], dtype=tl.float32)
+    gsum = tl.zeros([BM, BN], dtype=tl.float32)
     for ky in tl.static_range(KH):
         ty = y + PH - ky * DH
         oy = ty // SH
@@ -470,17 +472,21 @@ def ea_gx_kernel(a_ptr, ta_ptr, gs_ptr, nw_ptr, gx_ptr, NPIX, K, C, G, CG, NP, R
             gs = tl.load(gs_ptr + (m.to(tl.int64) * G + g)[:, None] * NP + rn[None, :],
                          mask=ok[:, None], other=0.0)
             k = (ky * KW + kx) * CG + c
-            rows = tl.load(tbase + (k * R + a)[:, None] * NP, mask=ok[:, None], other=0.0)
-            acc += tl.sum((rows + nw[None, :]) * gs, axis=1)
-    tl.store(gx_ptr + ((b.to(tl.int64) * C + ch) * H + y) * W + x, acc, mask=pmask)
+            rows = tl.load(tbase + k * NP, mask=ok[:, None], other=0).to(tl.float32)
+            acc += rows * gs
+            gsum += gs
+    den = tl.load(den_ptr + a)
+    out = tl.sum(acc, axis=1) / den + tl.sum(gsum * nw[None, :], axis=1)
+    tl.store(gx_ptr + ((b.to(tl.int64) * C + ch) * H + y) * W + x, out, mask=pmask)
 
 
 @triton.jit(do_not_specialize=["M", "K", "G", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "m_per_split"])
 def ea_gw_kernel(a_ptr, tw_ptr, gy_ptr, part_ptr, koff_ptr, kdy_ptr, kdx_ptr,
-                 M, K, G, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, pad_ptr, m_per_split,
+                 M, K, G, NP, H, W, C, CG, OH, OW, SH, SW, PH, PW, pad_ptr, m_per_split,
                  BM: tl.constexpr, BN: tl.constexpr, BKK: tl.constexpr):
-    """part[s, g, k, n] = sum over rows m of split s of gy[m, g, n] * TW[g, k, a[m, k], n]
-    (padding taps read the index ``pad_ptr[0]``)."""
+    """part[s, g, k, n] = sum over rows m of split s of gy[m, g, n] * TW[a[m, k], g, k, n]
+    (TW (R, G*K, NP) int16 numerators or float32 values; padding taps read the index
+    ``pad_ptr[0]``)."""
     pad_idx = tl.load(pad_ptr)
     pid_k = tl.program_id(0)
     s = tl.program_id(1)
@@ -488,7 +494,8 @@ def ea_gw_kernel(a_ptr, tw_ptr, gy_ptr, part_ptr, koff_ptr, kdy_ptr, kdx_ptr,
     rn = tl.arange(0, BN)
     m_lo = s * m_per_split
     m_hi = tl.minimum(m_lo + m_per_split, M)
-    tbase = tw_ptr + g.to(tl.int64) * K * R * NP + rn[None, :]
+    GK = G * K
+    tbase = tw_ptr + g * K * NP + rn[None, :]
     pbase = part_ptr + ((s * G + g).to(tl.int64) * K) * NP + rn
     for m0 in range(m_lo, m_hi, BM):
         rm = m0 + tl.arange(0, BM)
@@ -506,7 +513,7 @@ def ea_gw_kernel(a_ptr, tw_ptr, gy_ptr, part_ptr, koff_ptr, kdy_ptr, kdx_ptr,
             dx = tl.load(kdx_ptr + kc)
             ok = _inside(mmask, ih0 + dy, iw0 + dx, H, W)
             a = tl.load(a_ptr + base + ko, mask=ok, other=pad_idx).to(tl.int32)
-            rows = tl.load(tbase + (kc * R + a)[:, None] * NP)
+            rows = tl.load(tbase + (a * GK + kc)[:, None] * NP).to(tl.float32)
             part = tl.sum(rows * gy, axis=0)
             p = pbase + kc * NP
             smask = rn < tl.where(kvalid, BN, 0)
