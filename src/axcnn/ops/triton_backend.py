@@ -6,22 +6,25 @@ Everything is compiled at run time by Triton (no CUDA toolkit, no build step). K
 Forward (``conv2d_acc``, ``conv2d_dequant``, ``lut_gemm``):
 
 - the kernels read the float activation codes as they come (any strides) and do the im2col
-  themselves (implicit GEMM); padding taps read the index of the code of real zero. Only the
-  tensor-core kernel reads uint8 NHWC indices from a separate pass by default (its K tiles
-  gather along channels; ``CONFIG[kind]["a_index"]`` switches each kernel kind);
+  themselves (implicit GEMM); padding taps read the index of the code of real zero
+  (``CONFIG[kind]["a_index"]`` makes a kernel kind read uint8 NHWC indices from a separate
+  pass instead);
 - LUT products on CUDA cores with int32 accumulators:
   *per-tap tables* T[g, k, v, n] = LUT[v, w[g, k, n]] - mid (int16, G*K*R*Np entries, built
   from the weights) turn every (output row, tap) into one contiguous row read -- no random
   shared-memory lookups and no bank conflicts; when these tables would be too large for
   grouped convs the *direct* kernel gathers LUT[a, w] from a 16-bit LUT that stays in L1;
   depthwise/channel-multiplier convs have their own kernel;
+- factorised products on int8 tensor cores (the decomposed backend's kernel): one pass maps
+  the activations to int8 NHWC maps U_t(a) per term, then an implicit GEMM whose K tiles are
+  channel-contiguous runs of one tap (vector loads, no gathers in the main loop);
 - exact products (quantized mode, ``table is None``) run on int8 tensor cores through the
-  decomposed kernel with the one-term factorisation of the exact product;
+  same kernel with the one-term factorisation of the exact product;
 - the zero-point cross terms and, in ``conv2d_dequant``, the dequantisation and bias are fused
   into the epilogue with the same IEEE operations as the unfused path (bit-identical output).
 
 Per call, a LUT conv is then one kernel launch when its weight side is cached (see below), two
-when it is not (weight prep + main kernel); the tensor-core path adds the activation index pass.
+when it is not (weight prep + main kernel); the tensor-core path adds the activation map pass.
 
 Weight-side cache (inference). Everything derived from the weights alone -- the per-tap tables,
 uint8 weight indices or int8 maps V_t(W), and the per-column sums ``colw``/``wsum`` -- is kept
@@ -41,10 +44,13 @@ the first use of a LUT tensor (:func:`lut_table16` reads its range), and exact p
 (``table is None``) on problems without a ``signed`` attribute (:func:`code_signedness`
 reads the code minima).
 
-Backward (error-aware rule, ``error_aware_grads``): per-tap float32 tables of the gradient
-tables, one contiguous row per (row, tap) again; the input gradient is summed per input pixel
-over the taps that read it (no col2im), the weight gradient per tap over split row ranges; no
-host sync either (the padding index is read from the device).
+Backward (error-aware rule, ``error_aware_grads``): per-tap tables of the gradient tables, one
+contiguous row per (activation index, tap) again, holding the int16 numerators of the
+tables (:class:`GradFractions`; divided by the window width once per sum) or, where those do
+not fit, the float32 values; the input gradient is summed per input pixel over the taps that
+read it, a block of channels per program (no col2im), the weight gradient for a block of taps
+per program over split row ranges, reduced once; no host sync either (the padding index is
+read from the device; the fraction form is checked once per LUT tensor and cached).
 Problems whose per-tap gradient tables exceed :data:`GRAD_TABLE_MAX` use the torch backend's
 chunked gather (exact same formulas). STE gradients are cuDNN convolutions (functional layer).
 
@@ -82,8 +88,9 @@ CONFIG: dict[str, dict] = {
     "lut": {"BM": None, "BN": None, "num_warps": 4, "unroll": 4, "a_index": False},
     "direct": {"BM": 64, "BN": None, "num_warps": 4, "unroll": 4},
     "dw": {"BM": 64, "BO": 32, "num_warps": 4, "unroll": 3, "a_index": False},
-    "ea_gx": {"BM": 64},
-    "tc": {"BM": 128, "BN": None, "BK": 64, "num_warps": 4, "num_stages": 3, "a_index": True},
+    "ea_gx": {"BM": 16, "BC": 8, "num_warps": 8},
+    "ea_gw": {"BM": 16, "BKK": 8, "num_warps": 8, "programs": 1056},
+    "tc": {"BM": 128, "BN": None, "BK": 64, "num_warps": 4, "num_stages": 3, "a_index": False},
 }
 
 
@@ -866,25 +873,53 @@ def _tc_plan(Ng: int, K: int, BMc, BNc, BK: int):
     return NP, BN, BMc, triton_cdiv(K, BK) * BK
 
 
+def tc_block_k(Cg: int, BK: int) -> int:
+    """K tile of the tensor-core kernel for Cg channels per tap: the configured BK, or the
+    smallest power of two >= Cg (at least 32, the int8 dot minimum) when a tap has fewer."""
+    return BK if Cg >= BK else max(32, 1 << max(0, Cg - 1).bit_length())
+
+
+def tc_activation_maps(act: ActOperand, df: DeviceFactorisation, s: ConvShape):
+    """One launch of ``tc_map_kernel``: uint8 NHWC table indices, the int8 maps U_t(a)
+    (T, B*H*W*C) and, when the factorisation has a row function, alpha(a) per element."""
+    dev = act.t.device
+    T = df.U.shape[0]
+    total = s.B * s.H * s.W * s.C
+    idx = torch.empty(total, dtype=torch.uint8, device=dev)
+    maps = torch.empty((max(T, 1), total), dtype=torch.int8, device=dev)
+    alm = (torch.empty(total, dtype=df.alpha.dtype, device=dev) if df.has_alpha
+           else _dummy(dev, df.alpha.dtype))
+    if total:
+        BLOCK = 1024
+        kernels().tc_map_kernel[(triton_cdiv(total, BLOCK),)](
+            act.t, df.U if T else _dummy(dev, torch.int8), df.alpha, maps, idx, alm, total,
+            s.C, s.H, s.W, *act.strides, act.x_off, df.U.shape[1], T=T,
+            HAS_ALPHA=df.has_alpha, CODES=act.codes, BLOCK=BLOCK)
+    return idx, maps, alm
+
+
 def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
                 cargs: ColumnArgs, a_off: int, w_off: int, *, gemm: bool = False,
                 cache: WeightCache | None = None, wkey=None):
     """sum_t s_t U_t(A) @ V_t(W) + alpha/beta + cross terms on int8 tensor cores.
 
-    ``weights``/``cache``/``wkey`` as in :func:`run_lut_conv`. Factorisations with more than
-    four scale classes run one launch per four classes (column terms and alpha in the first),
-    summed in int64 and dequantised unfused."""
+    ``weights``/``cache``/``wkey`` as in :func:`run_lut_conv`. The activation maps are built
+    once per call (:func:`tc_activation_maps`); factorisations with more than four scale
+    classes run one launch per four classes (column terms and alpha in the first), summed in
+    int64 and dequantised unfused."""
     k = kernels()
     dev = act.t.device
     G, K, Ng = s.G, s.K, s.Ng
     cfg = CONFIG["tc"]
-    BK = cfg["BK"]
+    BK = tc_block_k(s.Cg, cfg["BK"])
     NP, BN, BM, KP = _tc_plan(Ng, K, cfg["BM"], cfg["BN"], BK)
     wfn = _weights_fn(weights)
     prep = _prepared(cache, wkey, ("tc", G, K, Ng, NP, KP, w_off), (df,),
                      lambda: prepare_tc_weights(wfn(), df, s, NP, KP, w_off))
     V = prep.tab
-    koff, kdy, kdx = geometry_tables(s, dev, act.strides[1:], pad_to=BK)
+    idx, maps, alm = tc_activation_maps(act, df, s)
+    n_c = triton_cdiv(s.Cg, BK)
+    a64 = maps.numel() >= (1 << 31)
     classes = list(df.classes)
     wide = any(K * b >= (1 << 31) for b in df.bound)
     chunks = [classes[i:i + 4] for i in range(0, len(classes), 4)] or [[]]
@@ -903,16 +938,17 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
         Vt = V[t0:t0 + max(n_terms, 1)]
         grid = (triton_cdiv(s.M, BM), NP // BN, G)
         k.tc_kernel[grid](
-            act.t, Ut, Vt, df.alpha, koff, kdy, kdx, prep.colw, prep.wsum, cargs.na, cargs.nw,
-            cargs.sa, cargs.sw, cargs.bias, out,
+            maps[t0:t0 + max(n_terms, 1)], idx, alm, Ut, Vt, df.alpha, prep.colw, prep.wsum,
+            cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, out,
             scales[0], scales[1], scales[2], scales[3],
-            s.M, K, Ng, NP, df.U.shape[1], s.H, s.W, s.Cg, s.OH, s.OW, s.stride[0],
-            s.stride[1], s.padding[0], s.padding[1], *act.strides, act.x_off, a_off,
-            cargs.nw_st, cargs.sw_st, G * KP * NP, KP * NP, sb, sn, sl,
+            s.M, K, Ng, NP, df.U.shape[1], s.H, s.W, s.C, s.Cg, s.OH, s.OW, s.stride[0],
+            s.stride[1], s.padding[0], s.padding[1], s.dilation[0], s.dilation[1], s.kw,
+            s.kh * s.kw * n_c, n_c, maps.shape[1], a_off, cargs.nw_st, cargs.sw_st,
+            G * KP * NP, KP * NP, sb, sn, sl,
             T0=counts[0], T1=counts[1], T2=counts[2], T3=counts[3],
             HAS_ALPHA=df.has_alpha and first, COLS=first, BM=BM, BN=BN, BK=BK,
-            DEQUANT=fuse, HAS_BIAS=fuse and cargs.has_bias, WIDE=wide, A64=act.a64,
-            CODES=act.codes, num_warps=cfg["num_warps"] if BN <= 64 else 8,
+            EVEN_C=s.Cg % BK == 0, DEQUANT=fuse, HAS_BIAS=fuse and cargs.has_bias, WIDE=wide,
+            A64=a64, num_warps=cfg["num_warps"] if BN <= 64 else 8,
             num_stages=cfg["num_stages"])
         out_final = out if out_final is None else out_final.add_(out)
         t0 += n_terms
@@ -1112,25 +1148,30 @@ class TritonBackend(TorchBackend):
             ta = tab_a[:, wcols]
             gx = torch.empty((s.B, s.C, s.H, s.W), dtype=torch.float32, device=dev)
             npix = s.B * s.H * s.W
-            BM = CONFIG["ea_gx"]["BM"] if NP <= 64 else CONFIG["ea_gx"]["BM"] // 2
-            k.ea_gx_kernel[(triton_cdiv(npix, BM), s.C)](
+            cfg = CONFIG["ea_gx"]
+            BC = min(cfg["BC"], 1 << max(0, s.Cg - 1).bit_length())
+            BM = max(1, cfg["BM"] * 64 // NP * cfg["BC"] // BC)
+            k.ea_gx_kernel[(triton_cdiv(npix, BM), triton_cdiv(s.Cg, BC), G)](
                 a_nhwc, ta, den_a, gs, nw.reshape(-1), gx, npix, K, s.C, G, s.Cg, NP, s.H, s.W,
                 s.OH, s.OW, s.stride[0], s.stride[1], s.padding[0], s.padding[1],
-                s.dilation[0], s.dilation[1], KH=s.kh, KW=s.kw, BM=BM, BN=NP, num_warps=4)
+                s.dilation[0], s.dilation[1], KH=s.kh, KW=s.kw, BM=BM, BC=BC, BN=NP,
+                num_warps=cfg["num_warps"])
             del ta
         if need_w:
             gyp = torch.zeros((M, G, NP), dtype=torch.float32, device=dev)
             gyp[:, :, :Ng] = gy
             tw = tab_w[:, wcols]
-            BM, BKK = 64, 16
+            cfg = CONFIG["ea_gw"]
+            BKK = cfg["BKK"]
+            BM = max(1, cfg["BM"] * 64 // NP)
             kblocks = triton_cdiv(K, BKK)
-            S = max(1, min(triton_cdiv(528, kblocks * G), triton_cdiv(M, BM * 4)))
+            S = max(1, min(triton_cdiv(cfg["programs"], kblocks * G), triton_cdiv(M, BM * 4)))
             m_per = triton_cdiv(triton_cdiv(M, S), BM) * BM
             S = triton_cdiv(M, m_per)
-            part = torch.zeros((S, G, K, NP), dtype=torch.float32, device=dev)
+            part = torch.empty((S, G, K, NP), dtype=torch.float32, device=dev)
             k.ea_gw_kernel[(kblocks, S, G)](
                 a_nhwc, tw, gyp, part, koff, kdy, kdx, M, K, G, NP, *geo, m_per,
-                BM=BM, BN=NP, BKK=BKK, num_warps=4)
+                BM=BM, BN=NP, BKK=BKK, num_warps=cfg["num_warps"])
             del tw
             gwt = part.sum(dim=0)[:, :, :Ng] / den_w[w_idx]
             gwt += p.n_a * gy.sum(dim=0)[:, None, :]

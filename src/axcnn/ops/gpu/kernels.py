@@ -36,14 +36,17 @@ Kernels:
   (row, tap) reads one contiguous row of T (vector loads, no bank conflicts); ``DIRECT=True``:
   gathers LUT[a, w] (int16, L1-resident) for problems whose per-tap tables would not fit.
 - ``dw_kernel``: depthwise / channel-multiplier convolutions (one input channel per group).
-- ``tc_kernel``: sum_t s_t U_t(A) @ V_t(W) on int8 tensor cores (``tl.dot`` int8 -> int32) with
-  the activation maps U_t gathered in the kernel, plus the row function alpha: the decomposed
-  backend's fused kernel. Terms are grouped in up to four scale classes (own accumulators).
+- ``tc_map_kernel`` + ``tc_kernel``: sum_t s_t U_t(A) @ V_t(W) on int8 tensor cores
+  (``tl.dot`` int8 -> int32), plus the row function alpha: the decomposed backend's kernel.
+  The map pass writes U_t(a) (int8), alpha(a) and the index per activation in NHWC order;
+  the main kernel's K tiles are channel runs of one tap, read as contiguous bytes. Terms are
+  grouped in up to four scale classes (own accumulators).
 - ``prep_lut_kernel`` / ``prep_tc_kernel``: the weight-side operands (per-tap tables, uint8
   weight indices or the int8 maps V_t(W)) and the column vectors, in one launch.
-- ``ea_gx_kernel`` / ``ea_gw_kernel``: error-aware gradients through per-tap float32 tables of
-  the gradient tables (one contiguous row per (row, tap), like ``lut_kernel``); the input
-  gradient is computed per input pixel over the taps that read it (no col2im).
+- ``ea_gx_kernel`` / ``ea_gw_kernel``: error-aware gradients through per-tap tables of the
+  gradient tables' int16 numerators (or float32 values; one contiguous row per (activation
+  index, tap), like ``lut_kernel``); the input gradient is computed per input pixel over the
+  taps that read it (no col2im), the weight gradient for a block of taps with one reduction.
 - ``tap_hist_kernel``: per-tap activation-index histograms (exact counts, padding included)
   for the operand statistics.
 """
@@ -283,14 +286,43 @@ def dw_kernel(a_ptr, lut_ptr, widx_ptr, koff_ptr, kdy_ptr, kdx_ptr,
                     out_ptr, out_sb, out_sn, out_sl, True, DEQUANT, HAS_BIAS)
 
 
+@triton.jit(do_not_specialize=["total", "H", "W", "x_off"])
+def tc_map_kernel(x_ptr, u_ptr, al_ptr, maps_ptr, idx_ptr, alm_ptr, total, C, H, W,
+                  a_sb, a_sc, a_sh, a_sw, x_off, R,
+                  T: tl.constexpr, HAS_ALPHA: tl.constexpr, CODES: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    """Activation side of the tensor-core kernel, once per call: for every element in NHWC
+    order, its table index v (uint8 ``idx``), the int8 maps ``maps[t] = U_t[v]`` and, with
+    HAS_ALPHA, ``alm = alpha[v]``; x is read through the four element strides."""
+    pid = tl.program_id(0)
+    o = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = o < total
+    c = o % C
+    rest = o // C
+    w = rest % W
+    rest = rest // W
+    h = rest % H
+    b = rest // H
+    src = b * a_sb + c * a_sc + h * a_sh + w * a_sw
+    v = _act_index(x_ptr, src, mask, x_off, 0, CODES)
+    v = tl.where(mask, v, 0)
+    tl.store(idx_ptr + o, v.to(tl.uint8), mask=mask)
+    for t in tl.static_range(T):
+        tl.store(maps_ptr + t * total + o, tl.load(u_ptr + t * R + v), mask=mask)
+    if HAS_ALPHA:
+        tl.store(alm_ptr + o, tl.load(al_ptr + v), mask=mask)
+
+
 @triton.jit
-def _tc_class(acc, wide, u_ptr, vk, a, R, v_st, scale, T_LO: tl.constexpr, T_HI: tl.constexpr,
-              WIDE: tl.constexpr):
-    """Terms T_LO <= t < T_HI (one scale class) of a K tile: acc += U_t(a) @ V_t, or, WIDE,
-    wide += scale * (U_t(a) @ V_t) in int64."""
+def _tc_class(acc, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx, vk, vmask, v_st,
+              scale, T_LO: tl.constexpr, T_HI: tl.constexpr, WIDE: tl.constexpr):
+    """Terms T_LO <= t < T_HI (one scale class) of a K tile: acc += U_t(A) @ V_t, or, WIDE,
+    wide += scale * (U_t(A) @ V_t) in int64. U_t(A) is read from the term's NHWC map
+    (padding taps: U_t[pad_idx]); V rows outside the tap's channels are masked to 0."""
     for t in tl.static_range(T_LO, T_HI):
-        u = tl.load(u_ptr + t * R + a)
-        v = tl.load(vk + t * v_st)
+        upad = tl.load(u_ptr + t * R + pad_idx)
+        u = tl.load(maps_ptr + map_st.to(tl.int64) * t + addr, mask=amask, other=upad)
+        v = tl.load(vk + t * v_st, mask=vmask, other=0)
         if WIDE:
             wide += tl.dot(u, v, out_dtype=tl.int32).to(tl.int64) * scale
         else:
@@ -298,28 +330,35 @@ def _tc_class(acc, wide, u_ptr, vk, a, R, v_st, scale, T_LO: tl.constexpr, T_HI:
     return acc, wide
 
 
-@_fwd_jit
-def tc_kernel(a_ptr, u_ptr, v_ptr, alpha_ptr, koff_ptr, kdy_ptr, kdx_ptr,
+@triton.jit(do_not_specialize=["M", "H", "W", "OH", "OW", "SH", "SW", "PH", "PW", "DH", "DW",
+                               "a_off", "nw_st", "sw_st", "out_sb", "out_sn", "out_sl",
+                               "map_st", "n_kt", "n_c"])
+def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr,
               colw_ptr, wsum_ptr, na_ptr, nw_ptr, sa_ptr, sw_ptr, bias_ptr, out_ptr,
               s0, s1, s2, s3,
-              M, K, NG, NP, R, H, W, CG, OH, OW, SH, SW, PH, PW,
-              a_sb, a_sc, a_sh, a_sw, x_off, a_off, nw_st, sw_st, v_st, v_sg,
-              out_sb, out_sn, out_sl,
+              M, K, NG, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, DH, DW, KW, n_kt, n_c,
+              map_st, a_off, nw_st, sw_st, v_st, v_sg, out_sb, out_sn, out_sl,
               T0: tl.constexpr, T1: tl.constexpr, T2: tl.constexpr, T3: tl.constexpr,
               HAS_ALPHA: tl.constexpr, COLS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-              BK: tl.constexpr, DEQUANT: tl.constexpr, HAS_BIAS: tl.constexpr,
-              WIDE: tl.constexpr, A64: tl.constexpr, CODES: tl.constexpr):
+              BK: tl.constexpr, EVEN_C: tl.constexpr, DEQUANT: tl.constexpr,
+              HAS_BIAS: tl.constexpr, WIDE: tl.constexpr, A64: tl.constexpr):
     """acc = sum over classes c of s_c * sum_{t in c} U_t(A) @ V_t(W)  (+ alpha row sums);
-    COLS: add the column terms (only the first launch when the classes need several)."""
-    # alpha_ptr holds int32 values (the launcher checks BK * max|alpha| < 2^31)
+    COLS: add the column terms (only the first launch when the classes need several).
+
+    An implicit GEMM over channel-contiguous K tiles of the NHWC maps of
+    :func:`tc_map_kernel`: tile kt covers channels c0 .. c0+BK of one tap (ky, kx) (``n_c``
+    tiles per tap, ``n_kt`` in all), so each row of an operand tile is BK consecutive bytes
+    (vector loads, no per-element gather); EVEN_C: CG % BK == 0 (no channel mask)."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     g = tl.program_id(2)
     rm = pid_m * BM + tl.arange(0, BM)
     rn = pid_n * BN + tl.arange(0, BN)
+    rk = tl.arange(0, BK)
     mmask = rm < M
     b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
-    base = _window_base(b, ih0, iw0, g * CG, a_sb, a_sc, a_sh, a_sw, A64)
+    if A64:
+        b = b.to(tl.int64)
     na = tl.load(na_ptr)
     pad_idx = (a_off - na).to(tl.int32)
     acc0 = tl.zeros((BM, BN), dtype=tl.int32)
@@ -330,26 +369,37 @@ def tc_kernel(a_ptr, u_ptr, v_ptr, alpha_ptr, koff_ptr, kdy_ptr, kdx_ptr,
     suma = tl.zeros((BM,), dtype=tl.int32)
     sal = tl.zeros((BM,), dtype=tl.int64)
     vbase = v_ptr + g * v_sg + rn[None, :]
-    for k0 in range(0, K, BK):
-        rk = k0 + tl.arange(0, BK)
-        kmask = rk < K
-        ko = tl.load(koff_ptr + rk)
-        dy = tl.load(kdy_ptr + rk)
-        dx = tl.load(kdx_ptr + rk)
-        ok = _inside(mmask[:, None] & kmask[None, :], ih0[:, None] + dy[None, :],
-                     iw0[:, None] + dx[None, :], H, W)
-        a = _act_index(a_ptr, base[:, None] + ko[None, :], ok, x_off, pad_idx, CODES)
-        suma += tl.sum(tl.where(kmask[None, :], a - a_off, 0), axis=1)
+    cbase = g * CG
+    alpha_pad = tl.load(alpha_ptr + pad_idx)
+    for kt in range(0, n_kt):
+        tap = kt // n_c
+        c0 = (kt - tap * n_c) * BK
+        ky = tap // KW
+        kx = tap - ky * KW
+        ih = ih0 + ky * DH
+        iw = iw0 + kx * DW
+        ok = mmask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        addr = (((b * H + ih) * W + iw) * C + cbase + c0)[:, None] + rk[None, :]
+        if EVEN_C:
+            cvalid = rk < BK
+        else:
+            cvalid = (c0 + rk) < CG
+        amask = ok[:, None] & cvalid[None, :]
+        a = tl.load(idx_ptr + addr, mask=amask, other=pad_idx).to(tl.int32)
+        suma += tl.sum(tl.where(cvalid[None, :], a - a_off, 0), axis=1)
         if HAS_ALPHA:
-            al = tl.load(alpha_ptr + a)
-            sal += tl.sum(tl.where(kmask[None, :], al, 0), axis=1).to(tl.int64)
-        vk = vbase + rk[:, None] * NP
-        acc0, wide = _tc_class(acc0, wide, u_ptr, vk, a, R, v_st, s0, 0, T0, WIDE)
-        acc1, wide = _tc_class(acc1, wide, u_ptr, vk, a, R, v_st, s1, T0, T0 + T1, WIDE)
-        acc2, wide = _tc_class(acc2, wide, u_ptr, vk, a, R, v_st, s2, T0 + T1, T0 + T1 + T2,
-                               WIDE)
-        acc3, wide = _tc_class(acc3, wide, u_ptr, vk, a, R, v_st, s3, T0 + T1 + T2,
-                               T0 + T1 + T2 + T3, WIDE)
+            al = tl.load(alm_ptr + addr, mask=amask, other=alpha_pad)
+            sal += tl.sum(tl.where(cvalid[None, :], al, 0), axis=1).to(tl.int64)
+        vk = vbase + (tap * CG + c0 + rk)[:, None] * NP
+        vmask = cvalid[:, None]
+        acc0, wide = _tc_class(acc0, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx,
+                               vk, vmask, v_st, s0, 0, T0, WIDE)
+        acc1, wide = _tc_class(acc1, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx,
+                               vk, vmask, v_st, s1, T0, T0 + T1, WIDE)
+        acc2, wide = _tc_class(acc2, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx,
+                               vk, vmask, v_st, s2, T0 + T1, T0 + T1 + T2, WIDE)
+        acc3, wide = _tc_class(acc3, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx,
+                               vk, vmask, v_st, s3, T0 + T1 + T2, T0 + T1 + T2 + T3, WIDE)
     res = wide
     if T0 > 0:
         res += acc0.to(tl.int64) * s0
@@ -438,27 +488,33 @@ def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
 @triton.jit(do_not_specialize=["NPIX", "C", "G", "H", "W", "OH", "OW", "SH", "SW", "PH", "PW", "DH", "DW"])
 def ea_gx_kernel(a_ptr, ta_ptr, den_ptr, gs_ptr, nw_ptr, gx_ptr, NPIX, K, C, G, CG, NP, H, W,
                  OH, OW, SH, SW, PH, PW, DH, DW, KH: tl.constexpr, KW: tl.constexpr,
-                 BM: tl.constexpr, BN: tl.constexpr):
+                 BM: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr):
     """gx[b, c, y, x] (NCHW) straight from the input side: for every input pixel and channel,
     over the taps (ky, kx) whose window covers it (output row m), sum_n gs[m, g, n] *
     (TA[a, g, k, n] / den[a] + n_w[g, n]) with a = a[b, y, x, c], k = (ky, kx, c - g*CG);
-    TA (R, G*K, NP) holds int16 numerators or float32 values (den 1); one division per
-    pixel, no per-tap buffer and no col2im. BN == NP."""
+    TA (R, G*K, NP) holds int16 numerators or float32 values (den 1). A program takes BM
+    pixels x BC channels of one group, so each gs tile serves BC channels; one division per
+    (pixel, channel) at the end, no per-tap buffer and no col2im. BN == NP."""
     pid = tl.program_id(0)
-    ch = tl.program_id(1)
-    g = ch // CG
-    c = ch % CG
+    cb = tl.program_id(1)
+    g = tl.program_id(2)
+    c = cb * BC + tl.arange(0, BC)
+    cmask = c < CG
+    ch = g * CG + tl.minimum(c, CG - 1)
     rp = pid * BM + tl.arange(0, BM)
     pmask = rp < NPIX
     HW = H * W
     b = rp // HW
     y = (rp % HW) // W
     x = rp % W
-    a = tl.load(a_ptr + rp.to(tl.int64) * C + ch, mask=pmask, other=0).to(tl.int32)
+    amask = cmask[:, None] & pmask[None, :]
+    a = tl.load(a_ptr + rp.to(tl.int64)[None, :] * C + ch[:, None], mask=amask,
+                other=0).to(tl.int32)
     rn = tl.arange(0, BN)
     nw = tl.load(nw_ptr + g * NP + rn)
-    tbase = ta_ptr + ((a * G + g) * K)[:, None] * NP + rn[None, :]
-    acc = tl.zeros([BM, BN], dtype=tl.float32)
+    tbase = ta_ptr + (((a * G + g) * K)[:, :, None] + ch[:, None, None] - g * CG) * NP \
+        + rn[None, None, :]
+    acc = tl.zeros([BC, BM, BN], dtype=tl.float32)
     gsum = tl.zeros([BM, BN], dtype=tl.float32)
     for ky in tl.static_range(KH):
         ty = y + PH - ky * DH
@@ -471,13 +527,14 @@ def ea_gx_kernel(a_ptr, ta_ptr, den_ptr, gs_ptr, nw_ptr, gx_ptr, NPIX, K, C, G, 
             m = (b * OH + oy) * OW + ox
             gs = tl.load(gs_ptr + (m.to(tl.int64) * G + g)[:, None] * NP + rn[None, :],
                          mask=ok[:, None], other=0.0)
-            k = (ky * KW + kx) * CG + c
-            rows = tl.load(tbase + k * NP, mask=ok[:, None], other=0).to(tl.float32)
-            acc += rows * gs
+            rows = tl.load(tbase + ((ky * KW + kx) * CG) * NP, mask=ok[None, :, None],
+                           other=0).to(tl.float32)
+            acc += rows * gs[None, :, :]
             gsum += gs
     den = tl.load(den_ptr + a)
-    out = tl.sum(acc, axis=1) / den + tl.sum(gsum * nw[None, :], axis=1)
-    tl.store(gx_ptr + ((b.to(tl.int64) * C + ch) * H + y) * W + x, out, mask=pmask)
+    out = tl.sum(acc, axis=2) / den + tl.sum(gsum * nw[None, :], axis=1)[None, :]
+    gptr = gx_ptr + ((b.to(tl.int64) * C)[None, :] + ch[:, None]) * HW + (y * W + x)[None, :]
+    tl.store(gptr, out, mask=amask)
 
 
 @triton.jit(do_not_specialize=["M", "K", "G", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "m_per_split"])
@@ -485,39 +542,40 @@ def ea_gw_kernel(a_ptr, tw_ptr, gy_ptr, part_ptr, koff_ptr, kdy_ptr, kdx_ptr,
                  M, K, G, NP, H, W, C, CG, OH, OW, SH, SW, PH, PW, pad_ptr, m_per_split,
                  BM: tl.constexpr, BN: tl.constexpr, BKK: tl.constexpr):
     """part[s, g, k, n] = sum over rows m of split s of gy[m, g, n] * TW[a[m, k], g, k, n]
-    (TW (R, G*K, NP) int16 numerators or float32 values; padding taps read the index
-    ``pad_ptr[0]``)."""
+    for BKK taps k at once (TW (R, G*K, NP) int16 numerators or float32 values; padding taps
+    read the index ``pad_ptr[0]``). A [BKK, BM, BN] accumulator shares each gy tile among
+    the BKK taps and is reduced over the rows once, at the end."""
     pad_idx = tl.load(pad_ptr)
     pid_k = tl.program_id(0)
     s = tl.program_id(1)
     g = tl.program_id(2)
     rn = tl.arange(0, BN)
+    rk = pid_k * BKK + tl.arange(0, BKK)
+    kvalid = rk < K
+    kc = tl.minimum(rk, K - 1)
+    ko = tl.load(koff_ptr + kc)
+    dy = tl.load(kdy_ptr + kc)
+    dx = tl.load(kdx_ptr + kc)
+    trow = (g * K + kc)[:, None]
+    GK = G * K
     m_lo = s * m_per_split
     m_hi = tl.minimum(m_lo + m_per_split, M)
-    GK = G * K
-    tbase = tw_ptr + g * K * NP + rn[None, :]
-    pbase = part_ptr + ((s * G + g).to(tl.int64) * K) * NP + rn
+    acc = tl.zeros([BKK, BM, BN], dtype=tl.float32)
     for m0 in range(m_lo, m_hi, BM):
         rm = m0 + tl.arange(0, BM)
         mmask = rm < m_hi
         b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
         base = ((b * H + ih0) * W + iw0) * C + g * CG
         gy = tl.load(gy_ptr + (rm.to(tl.int64) * G + g)[:, None] * NP + rn[None, :],
-                     mask=mmask[:, None] & (rn < BN)[None, :], other=0.0)
-        for kk in range(0, BKK):
-            k = pid_k * BKK + kk
-            kvalid = k < K
-            kc = tl.minimum(k, K - 1)
-            ko = tl.load(koff_ptr + kc)
-            dy = tl.load(kdy_ptr + kc)
-            dx = tl.load(kdx_ptr + kc)
-            ok = _inside(mmask, ih0 + dy, iw0 + dx, H, W)
-            a = tl.load(a_ptr + base + ko, mask=ok, other=pad_idx).to(tl.int32)
-            rows = tl.load(tbase + (a * GK + kc)[:, None] * NP).to(tl.float32)
-            part = tl.sum(rows * gy, axis=0)
-            p = pbase + kc * NP
-            smask = rn < tl.where(kvalid, BN, 0)
-            tl.store(p, tl.load(p, mask=smask, other=0.0) + part, mask=smask)
+                     mask=mmask[:, None], other=0.0)
+        ok = _inside(mmask[None, :], ih0[None, :] + dy[:, None], iw0[None, :] + dx[:, None],
+                     H, W)
+        a = tl.load(a_ptr + base[None, :] + ko[:, None], mask=ok, other=pad_idx).to(tl.int32)
+        rows = tl.load(tw_ptr + ((a * GK + trow) * NP)[:, :, None] + rn[None, None, :])
+        acc += rows.to(tl.float32) * gy[None, :, :]
+    part = tl.sum(acc, axis=1)
+    pptr = part_ptr + ((s * G + g).to(tl.int64) * K + kc)[:, None] * NP + rn[None, :]
+    tl.store(pptr, part, mask=kvalid[:, None])
 
 
 @triton.jit(do_not_specialize=["M", "K", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "pad_idx"])
