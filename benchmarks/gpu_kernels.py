@@ -130,7 +130,7 @@ def make_problem(B, C, H, W, OC, k, stride, pad, lut, gen, dev):
         0, 200, (OC,), generator=gen, device=dev).float()
     lt = LUTTensors.from_lut(lut, dev)
     return IntConvProblem(qa, qw, n_a, n_w, ConvGeometry((stride, stride), (pad, pad)),
-                          lt.table, lt.a_offset, lt.w_offset)
+                          lt.table, lt.a_offset, lt.w_offset, signed)
 
 
 def _rates(row) -> None:
