@@ -90,7 +90,8 @@ CONFIG: dict[str, dict] = {
     "dw": {"BM": 64, "BO": 32, "num_warps": 4, "unroll": 3, "a_index": False},
     "ea_gx": {"BM": 16, "BC": 8, "num_warps": 8},
     "ea_gw": {"BM": 16, "BKK": 8, "num_warps": 8, "programs": 1056},
-    "tc": {"BM": 128, "BN": None, "BK": 64, "num_warps": 4, "num_stages": 3, "a_index": False},
+    "tc": {"BM": None, "BN": None, "BK": 64, "num_warps": 4, "num_stages": 3, "a_index": False,
+           "split": True},
 }
 
 
@@ -867,10 +868,32 @@ def prepare_tc_weights(qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape, 
 
 @functools.lru_cache(maxsize=1024)
 def _tc_plan(Ng: int, K: int, BMc, BNc, BK: int):
-    """(NP, BN, BM, KP) of the tensor-core kernel for one shape and configuration."""
+    """(NP, BN, BM, KP) of the tensor-core kernel for one shape and configuration (BM: 64
+    rows for column blocks of up to 64, more programs to hide latency; 128 above)."""
     NP = padded_n(Ng, 128 if Ng > 64 else 64)
     BN = BNc or (NP if NP <= 128 else (128 if NP % 128 == 0 else 64))
-    return NP, BN, BMc, triton_cdiv(K, BK) * BK
+    return NP, BN, BMc or (64 if BN <= 64 else 128), triton_cdiv(K, BK) * BK
+
+
+_SMS: dict = {}
+
+
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (132 on an H100 SXM; 1 off CUDA)."""
+    if device.type != "cuda":
+        return 1
+    key = device.index if device.index is not None else torch.cuda.current_device()
+    if key not in _SMS:
+        _SMS[key] = torch.cuda.get_device_properties(key).multi_processor_count
+    return _SMS[key]
+
+
+def tc_splits(ctas: int, n_kt: int, sms: int) -> int:
+    """K splits of the tensor-core kernel: grids of fewer CTAs than twice the SMs get
+    split along K (at least 4 K tiles per split) until they fill the card."""
+    if ctas >= 2 * sms or n_kt < 8:
+        return 1
+    return max(1, min(n_kt // 4, triton_cdiv(2 * sms, ctas)))
 
 
 def tc_block_k(Cg: int, BK: int) -> int:
@@ -919,11 +942,17 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
     V = prep.tab
     idx, maps, alm = tc_activation_maps(act, df, s)
     n_c = triton_cdiv(s.Cg, BK)
+    n_kt = s.kh * s.kw * n_c
     a64 = maps.numel() >= (1 << 31)
+    grid = [triton_cdiv(s.M, BM), NP // BN, G]
+    S = tc_splits(grid[0] * grid[1] * G, n_kt, sm_count(dev)) if cfg["split"] else 1
+    kt_per = triton_cdiv(n_kt, S)
+    S = triton_cdiv(n_kt, kt_per)
+    grid[2] = G * S
     classes = list(df.classes)
     wide = any(K * b >= (1 << 31) for b in df.bound)
     chunks = [classes[i:i + 4] for i in range(0, len(classes), 4)] or [[]]
-    fuse = cargs.dequant and len(chunks) == 1
+    fuse = cargs.dequant and len(chunks) == 1 and S == 1
     out_final = None
     t0 = 0
     for ci, chunk in enumerate(chunks):
@@ -931,25 +960,28 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
         counts = [c for c, _ in chunk] + [0] * (4 - len(chunk))
         scales = [sc for _, sc in chunk] + [1] * (4 - len(chunk))
         n_terms = sum(counts)
-        out, (sb, sn, sl) = _alloc_out(s, gemm, fuse, dev)
+        shape, (sb, sn, sl) = _out_layout(s, gemm)
+        out = torch.empty((S, *shape) if S > 1 else shape,
+                          dtype=torch.float32 if fuse else torch.int64, device=dev)
         if out.numel() == 0:
-            return out
+            return out.reshape(shape) if S > 1 else out
         Ut = df.U[t0:t0 + n_terms] if n_terms else _dummy(dev, torch.int8)
         Vt = V[t0:t0 + max(n_terms, 1)]
-        grid = (triton_cdiv(s.M, BM), NP // BN, G)
-        k.tc_kernel[grid](
+        k.tc_kernel[tuple(grid)](
             maps[t0:t0 + max(n_terms, 1)], idx, alm, Ut, Vt, df.alpha, prep.colw, prep.wsum,
             cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, out,
             scales[0], scales[1], scales[2], scales[3],
             s.M, K, Ng, NP, df.U.shape[1], s.H, s.W, s.C, s.Cg, s.OH, s.OW, s.stride[0],
             s.stride[1], s.padding[0], s.padding[1], s.dilation[0], s.dilation[1], s.kw,
-            s.kh * s.kw * n_c, n_c, maps.shape[1], a_off, cargs.nw_st, cargs.sw_st,
-            G * KP * NP, KP * NP, sb, sn, sl,
+            n_kt, n_c, maps.shape[1], a_off, cargs.nw_st, cargs.sw_st,
+            G * KP * NP, KP * NP, sb, sn, sl, kt_per, out[0].numel() if S > 1 else 0, G,
             T0=counts[0], T1=counts[1], T2=counts[2], T3=counts[3],
             HAS_ALPHA=df.has_alpha and first, COLS=first, BM=BM, BN=BN, BK=BK,
             EVEN_C=s.Cg % BK == 0, DEQUANT=fuse, HAS_BIAS=fuse and cargs.has_bias, WIDE=wide,
-            A64=a64, num_warps=cfg["num_warps"] if BN <= 64 else 8,
+            A64=a64, SPLIT=S > 1, num_warps=cfg["num_warps"] if BN <= 64 else 8,
             num_stages=cfg["num_stages"])
+        if S > 1:
+            out = out.sum(dim=0)
         out_final = out if out_final is None else out_final.add_(out)
         t0 += n_terms
     if cargs.dequant and not fuse:

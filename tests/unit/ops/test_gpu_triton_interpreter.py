@@ -369,3 +369,54 @@ def test_inner_tensor_core_kernel_in_several_launches():
             cargs = tbm.column_args(p.n_a, p.n_w, OC, dev, s_a, s_w, bias)
             got = tbm.run_tc_conv(act, p.qw, df6, s, cargs, p.a_offset, p.w_offset)
             assert torch.equal(got, _dequant_acc(want, s_a, s_w) + bias.view(1, -1, 1, 1))
+
+
+@inner
+def test_inner_tensor_core_split_k():
+    """Small grids split the tensor-core kernel along K (partials summed, column constants
+    once): identical accumulators and dequantised outputs with and without splitting, in one
+    launch and in several (more than four scale classes)."""
+    import dataclasses
+
+    from axcnn.lut import builtin
+    from axcnn.ops import get_backend
+    from axcnn.ops.decomposed import factorisation_for
+    from axcnn.ops.functional import _dequant_acc
+    import axcnn.ops.triton_backend as tbm
+
+    gen = torch.Generator().manual_seed(26)
+    ref = get_backend("torch")
+    dev = torch.device("cpu")
+    saved_sms, saved_split = tbm.sm_count, tbm.CONFIG["tc"]["split"]
+    tbm.sm_count = lambda device: 64          # pretend a big card: every test grid is small
+    try:
+        for lut_name, signed in (("trunc5", False), ("drum4", False), ("exact", True)):
+            lut = builtin(lut_name, bits=8, signed=signed)
+            for shape in (SHAPES[0], SHAPES[1], SHAPES[3]):
+                p, lt = _problem(gen, *shape, lut, signed)
+                f = factorisation_for(lt.table, signed).factorisation
+                if f is None:
+                    continue
+                df = tbm.DeviceFactorisation.build(f, dev)
+                T = df.U.shape[0]
+                bound = [int(df.U[t].abs().max()) * int(df.Vtab[t].abs().max()) for t in range(T)]
+                variants = [df, dataclasses.replace(df, classes=[(1, 1)] * T, bound=bound)]
+                s = tbm.ConvShape.of(p)
+                OC = shape[4]
+                s_a, s_w = torch.tensor(0.017), torch.rand(OC, generator=gen) * 0.01
+                bias = torch.randn(OC, generator=gen)
+                want = ref.conv2d_acc(p)
+                want_f = _dequant_acc(want, s_a, s_w) + bias.view(1, -1, 1, 1)
+                act = tbm.activation_operand(p.qa, p.a_offset)
+                n_kt = s.kh * s.kw * -(-s.Cg // tbm.tc_block_k(s.Cg, tbm.CONFIG["tc"]["BK"]))
+                for split in (False, True):
+                    tbm.CONFIG["tc"]["split"] = split
+                    for d in variants:
+                        cargs = tbm.column_args(p.n_a, p.n_w, OC, dev)
+                        got = tbm.run_tc_conv(act, p.qw, d, s, cargs, p.a_offset, p.w_offset)
+                        assert torch.equal(got, want), (lut_name, shape, split, n_kt)
+                        cargs = tbm.column_args(p.n_a, p.n_w, OC, dev, s_a, s_w, bias)
+                        got = tbm.run_tc_conv(act, p.qw, d, s, cargs, p.a_offset, p.w_offset)
+                        assert torch.equal(got, want_f), (lut_name, shape, split)
+    finally:
+        tbm.sm_count, tbm.CONFIG["tc"]["split"] = saved_sms, saved_split

@@ -36,3 +36,17 @@ def _check_columns(ng: int) -> None:
     NPe = padded_n(ng, 128)
     if NPe <= 128:
         assert _pow2(NPe) and NPe >= ng, (ng, NPe)
+
+
+def test_tensor_core_splits():
+    from axcnn.ops.triton_backend import tc_splits
+
+    assert tc_splits(264, 72, 132) == 1            # the grid fills the card twice: no split
+    assert tc_splits(500, 9, 132) == 1
+    assert tc_splits(10, 6, 132) == 1              # too few K tiles to split
+    assert tc_splits(32, 72, 132) == 9             # vgg 512-512@2: 32 CTAs -> 288
+    assert tc_splits(1, 9, 132) == 2               # at least 4 K tiles per split
+    for ctas in range(1, 300):
+        for n_kt in range(1, 80):
+            S = tc_splits(ctas, n_kt, 132)
+            assert S >= 1 and (S == 1 or n_kt // S >= 4), (ctas, n_kt, S)

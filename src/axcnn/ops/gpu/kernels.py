@@ -337,13 +337,17 @@ def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr,
               colw_ptr, wsum_ptr, na_ptr, nw_ptr, sa_ptr, sw_ptr, bias_ptr, out_ptr,
               s0, s1, s2, s3,
               M, K, NG, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, DH, DW, KW, n_kt, n_c,
-              map_st, a_off, nw_st, sw_st, v_st, v_sg, out_sb, out_sn, out_sl,
+              map_st, a_off, nw_st, sw_st, v_st, v_sg, out_sb, out_sn, out_sl, kt_per, out_ss, G,
               T0: tl.constexpr, T1: tl.constexpr, T2: tl.constexpr, T3: tl.constexpr,
               HAS_ALPHA: tl.constexpr, COLS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
               BK: tl.constexpr, EVEN_C: tl.constexpr, DEQUANT: tl.constexpr,
-              HAS_BIAS: tl.constexpr, WIDE: tl.constexpr, A64: tl.constexpr):
+              HAS_BIAS: tl.constexpr, WIDE: tl.constexpr, A64: tl.constexpr,
+              SPLIT: tl.constexpr):
     """acc = sum over classes c of s_c * sum_{t in c} U_t(A) @ V_t(W)  (+ alpha row sums);
     COLS: add the column terms (only the first launch when the classes need several).
+    SPLIT: grid axis 2 is (split, group); split sp sums K tiles sp*kt_per .. +kt_per and
+    writes int64 partials at ``out_ptr + sp * out_ss`` (row terms of its tiles; the column
+    constants in split 0), summed by the caller.
 
     An implicit GEMM over channel-contiguous K tiles of the NHWC maps of
     :func:`tc_map_kernel`: tile kt covers channels c0 .. c0+BK of one tap (ky, kx) (``n_c``
@@ -352,6 +356,14 @@ def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr,
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     g = tl.program_id(2)
+    kt_lo = 0
+    kt_hi = n_kt
+    if SPLIT:
+        sp = g // G
+        g = g - sp * G
+        kt_lo = sp * kt_per
+        kt_hi = tl.minimum(kt_lo + kt_per, n_kt)
+        out_ptr += sp.to(tl.int64) * out_ss
     rm = pid_m * BM + tl.arange(0, BM)
     rn = pid_n * BN + tl.arange(0, BN)
     rk = tl.arange(0, BK)
@@ -371,7 +383,7 @@ def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr,
     vbase = v_ptr + g * v_sg + rn[None, :]
     cbase = g * CG
     alpha_pad = tl.load(alpha_ptr + pad_idx)
-    for kt in range(0, n_kt):
+    for kt in range(kt_lo, kt_hi):
         tap = kt // n_c
         c0 = (kt - tap * n_c) * BK
         ky = tap // KW
@@ -411,9 +423,26 @@ def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr,
         res += acc3.to(tl.int64) * s3
     if HAS_ALPHA:
         res += sal[:, None]
-    _epilogue_store(res, suma.to(tl.int64)[:, None], b, lpos, mmask, g * NP + rn, g * NG + rn,
-                    rn < NG, K, na, colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr, sw_ptr, sw_st,
-                    bias_ptr, out_ptr, out_sb, out_sn, out_sl, COLS, DEQUANT, HAS_BIAS)
+    if SPLIT:
+        # the row terms of this split's K tiles; the column constants once, in split 0
+        if COLS:
+            cmask = rn < NG
+            nwv = tl.load(nw_ptr + (g * NG + rn) * nw_st, mask=cmask, other=0.0).to(tl.int64)
+            res += suma.to(tl.int64)[:, None] * nwv[None, :]
+            if sp == 0:
+                cidx = g * NP + rn
+                colc = (tl.load(colw_ptr + cidx, mask=cmask, other=0)
+                        + na * tl.load(wsum_ptr + cidx, mask=cmask, other=0) + K * na * nwv)
+                res += colc[None, :]
+        _epilogue_store(res, suma.to(tl.int64)[:, None], b, lpos, mmask, g * NP + rn,
+                        g * NG + rn, rn < NG, K, na, colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr,
+                        sw_ptr, sw_st, bias_ptr, out_ptr, out_sb, out_sn, out_sl, False, False,
+                        False)
+    else:
+        _epilogue_store(res, suma.to(tl.int64)[:, None], b, lpos, mmask, g * NP + rn,
+                        g * NG + rn, rn < NG, K, na, colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr,
+                        sw_ptr, sw_st, bias_ptr, out_ptr, out_sb, out_sn, out_sl, COLS, DEQUANT,
+                        HAS_BIAS)
 
 
 # --------------------------------------------------------------------------------------------
