@@ -91,7 +91,7 @@ CONFIG: dict[str, dict] = {
     "ea_gx": {"BM": 16, "BC": 8, "num_warps": 8},
     "ea_gw": {"BM": 16, "BKK": 8, "num_warps": 8, "programs": 1056},
     "tc": {"BM": None, "BN": None, "BK": 64, "num_warps": 4, "num_stages": 3, "a_index": False,
-           "split": True},
+           "split": True, "packed_below": 32},
 }
 
 
@@ -934,7 +934,8 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
     dev = act.t.device
     G, K, Ng = s.G, s.K, s.Ng
     cfg = CONFIG["tc"]
-    BK = tc_block_k(s.Cg, cfg["BK"])
+    packed = s.Cg < cfg["packed_below"]      # taps narrower than a K tile: flattened K tiles
+    BK = 32 if packed else tc_block_k(s.Cg, cfg["BK"])
     NP, BN, BM, KP = _tc_plan(Ng, K, cfg["BM"], cfg["BN"], BK)
     wfn = _weights_fn(weights)
     prep = _prepared(cache, wkey, ("tc", G, K, Ng, NP, KP, w_off), (df,),
@@ -942,7 +943,9 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
     V = prep.tab
     idx, maps, alm = tc_activation_maps(act, df, s)
     n_c = triton_cdiv(s.Cg, BK)
-    n_kt = s.kh * s.kw * n_c
+    n_kt = triton_cdiv(K, BK) if packed else s.kh * s.kw * n_c
+    koff, kdy, kdx = (geometry_tables(s, dev, pad_to=BK) if packed
+                      else (_dummy(dev, torch.int32),) * 3)
     a64 = maps.numel() >= (1 << 31)
     grid = [triton_cdiv(s.M, BM), NP // BN, G]
     S = tc_splits(grid[0] * grid[1] * G, n_kt, sm_count(dev)) if cfg["split"] else 1
@@ -968,7 +971,8 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
         Ut = df.U[t0:t0 + n_terms] if n_terms else _dummy(dev, torch.int8)
         Vt = V[t0:t0 + max(n_terms, 1)]
         k.tc_kernel[tuple(grid)](
-            maps[t0:t0 + max(n_terms, 1)], idx, alm, Ut, Vt, df.alpha, prep.colw, prep.wsum,
+            maps[t0:t0 + max(n_terms, 1)], idx, alm, Ut, Vt, df.alpha, koff, kdy, kdx,
+            prep.colw, prep.wsum,
             cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, out,
             scales[0], scales[1], scales[2], scales[3],
             s.M, K, Ng, NP, df.U.shape[1], s.H, s.W, s.C, s.Cg, s.OH, s.OW, s.stride[0],
@@ -978,7 +982,7 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
             T0=counts[0], T1=counts[1], T2=counts[2], T3=counts[3],
             HAS_ALPHA=df.has_alpha and first, COLS=first, BM=BM, BN=BN, BK=BK,
             EVEN_C=s.Cg % BK == 0, DEQUANT=fuse, HAS_BIAS=fuse and cargs.has_bias, WIDE=wide,
-            A64=a64, SPLIT=S > 1, num_warps=cfg["num_warps"] if BN <= 64 else 8,
+            A64=a64, SPLIT=S > 1, PACKED=packed, num_warps=cfg["num_warps"] if BN <= 64 else 8,
             num_stages=cfg["num_stages"])
         if S > 1:
             out = out.sum(dim=0)

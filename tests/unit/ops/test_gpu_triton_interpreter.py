@@ -372,9 +372,10 @@ def test_inner_tensor_core_kernel_in_several_launches():
 
 
 @inner
-def test_inner_tensor_core_split_k():
+def test_inner_tensor_core_split_k_and_packed_taps():
     """Small grids split the tensor-core kernel along K (partials summed, column constants
-    once): identical accumulators and dequantised outputs with and without splitting, in one
+    once), and K tiles run over channel runs of one tap or over the flattened taps (narrow
+    layers): identical accumulators and dequantised outputs in every combination, in one
     launch and in several (more than four scale classes)."""
     import dataclasses
 
@@ -388,11 +389,13 @@ def test_inner_tensor_core_split_k():
     ref = get_backend("torch")
     dev = torch.device("cpu")
     saved_sms, saved_split = tbm.sm_count, tbm.CONFIG["tc"]["split"]
+    saved_packed = tbm.CONFIG["tc"]["packed_below"]
     tbm.sm_count = lambda device: 64          # pretend a big card: every test grid is small
     try:
         for lut_name, signed in (("trunc5", False), ("drum4", False), ("exact", True)):
             lut = builtin(lut_name, bits=8, signed=signed)
-            for shape in (SHAPES[0], SHAPES[1], SHAPES[3]):
+            wide_k = (1, 24, 7, 7, 5, (5, 5), (1, 1), (2, 2), (1, 1), 1)   # K = 600: splits
+            for shape in (SHAPES[0], SHAPES[1], SHAPES[3]) + ((wide_k,) if signed else ()):
                 p, lt = _problem(gen, *shape, lut, signed)
                 f = factorisation_for(lt.table, signed).factorisation
                 if f is None:
@@ -408,15 +411,16 @@ def test_inner_tensor_core_split_k():
                 want = ref.conv2d_acc(p)
                 want_f = _dequant_acc(want, s_a, s_w) + bias.view(1, -1, 1, 1)
                 act = tbm.activation_operand(p.qa, p.a_offset)
-                n_kt = s.kh * s.kw * -(-s.Cg // tbm.tc_block_k(s.Cg, tbm.CONFIG["tc"]["BK"]))
-                for split in (False, True):
+                for split, packed_below in ((False, 0), (True, 0), (False, 1000), (True, 1000)):
                     tbm.CONFIG["tc"]["split"] = split
+                    tbm.CONFIG["tc"]["packed_below"] = packed_below
                     for d in variants:
                         cargs = tbm.column_args(p.n_a, p.n_w, OC, dev)
                         got = tbm.run_tc_conv(act, p.qw, d, s, cargs, p.a_offset, p.w_offset)
-                        assert torch.equal(got, want), (lut_name, shape, split, n_kt)
+                        assert torch.equal(got, want), (lut_name, shape, split, packed_below)
                         cargs = tbm.column_args(p.n_a, p.n_w, OC, dev, s_a, s_w, bias)
                         got = tbm.run_tc_conv(act, p.qw, d, s, cargs, p.a_offset, p.w_offset)
-                        assert torch.equal(got, want_f), (lut_name, shape, split)
+                        assert torch.equal(got, want_f), (lut_name, shape, split, packed_below)
     finally:
         tbm.sm_count, tbm.CONFIG["tc"]["split"] = saved_sms, saved_split
+        tbm.CONFIG["tc"]["packed_below"] = saved_packed

@@ -333,7 +333,7 @@ def _tc_class(acc, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx, vk, v
 @triton.jit(do_not_specialize=["M", "H", "W", "OH", "OW", "SH", "SW", "PH", "PW", "DH", "DW",
                                "a_off", "nw_st", "sw_st", "out_sb", "out_sn", "out_sl",
                                "map_st", "n_kt", "n_c"])
-def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr,
+def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr, koff_ptr, kdy_ptr, kdx_ptr,
               colw_ptr, wsum_ptr, na_ptr, nw_ptr, sa_ptr, sw_ptr, bias_ptr, out_ptr,
               s0, s1, s2, s3,
               M, K, NG, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, DH, DW, KW, n_kt, n_c,
@@ -342,7 +342,7 @@ def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr,
               HAS_ALPHA: tl.constexpr, COLS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
               BK: tl.constexpr, EVEN_C: tl.constexpr, DEQUANT: tl.constexpr,
               HAS_BIAS: tl.constexpr, WIDE: tl.constexpr, A64: tl.constexpr,
-              SPLIT: tl.constexpr):
+              SPLIT: tl.constexpr, PACKED: tl.constexpr):
     """acc = sum over classes c of s_c * sum_{t in c} U_t(A) @ V_t(W)  (+ alpha row sums);
     COLS: add the column terms (only the first launch when the classes need several).
     SPLIT: grid axis 2 is (split, group); split sp sums K tiles sp*kt_per .. +kt_per and
@@ -352,7 +352,10 @@ def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr,
     An implicit GEMM over channel-contiguous K tiles of the NHWC maps of
     :func:`tc_map_kernel`: tile kt covers channels c0 .. c0+BK of one tap (ky, kx) (``n_c``
     tiles per tap, ``n_kt`` in all), so each row of an operand tile is BK consecutive bytes
-    (vector loads, no per-element gather); EVEN_C: CG % BK == 0 (no channel mask)."""
+    (vector loads, no per-element gather); EVEN_C: CG % BK == 0 (no channel mask).
+    PACKED (taps with fewer channels than a K tile, e.g. the 3-channel stem): tile kt covers
+    the flattened taps kt*BK .. +BK, each element addressed through ``koff``/``kdy``/``kdx``
+    (zero-padded to a multiple of BK) -- byte gathers, but no K tile mostly padding."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     g = tl.program_id(2)
@@ -383,26 +386,40 @@ def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr,
     vbase = v_ptr + g * v_sg + rn[None, :]
     cbase = g * CG
     alpha_pad = tl.load(alpha_ptr + pad_idx)
+    if PACKED:
+        wbase = ((b * H + ih0) * W + iw0) * C + cbase
     for kt in range(kt_lo, kt_hi):
-        tap = kt // n_c
-        c0 = (kt - tap * n_c) * BK
-        ky = tap // KW
-        kx = tap - ky * KW
-        ih = ih0 + ky * DH
-        iw = iw0 + kx * DW
-        ok = mmask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        addr = (((b * H + ih) * W + iw) * C + cbase + c0)[:, None] + rk[None, :]
-        if EVEN_C:
-            cvalid = rk < BK
+        if PACKED:
+            kk = kt * BK + rk
+            cvalid = kk < K
+            ko = tl.load(koff_ptr + kk)
+            dy = tl.load(kdy_ptr + kk)
+            dx = tl.load(kdx_ptr + kk)
+            amask = _inside(mmask[:, None] & cvalid[None, :], ih0[:, None] + dy[None, :],
+                            iw0[:, None] + dx[None, :], H, W)
+            addr = wbase[:, None] + ko[None, :]
+            vrow = kk
         else:
-            cvalid = (c0 + rk) < CG
-        amask = ok[:, None] & cvalid[None, :]
+            tap = kt // n_c
+            c0 = (kt - tap * n_c) * BK
+            ky = tap // KW
+            kx = tap - ky * KW
+            ih = ih0 + ky * DH
+            iw = iw0 + kx * DW
+            ok = mmask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            addr = (((b * H + ih) * W + iw) * C + cbase + c0)[:, None] + rk[None, :]
+            if EVEN_C:
+                cvalid = rk < BK
+            else:
+                cvalid = (c0 + rk) < CG
+            amask = ok[:, None] & cvalid[None, :]
+            vrow = tap * CG + c0 + rk
         a = tl.load(idx_ptr + addr, mask=amask, other=pad_idx).to(tl.int32)
         suma += tl.sum(tl.where(cvalid[None, :], a - a_off, 0), axis=1)
         if HAS_ALPHA:
             al = tl.load(alm_ptr + addr, mask=amask, other=alpha_pad)
             sal += tl.sum(tl.where(cvalid[None, :], al, 0), axis=1).to(tl.int64)
-        vk = vbase + (tap * CG + c0 + rk)[:, None] * NP
+        vk = vbase + vrow[:, None] * NP
         vmask = cvalid[:, None]
         acc0, wide = _tc_class(acc0, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx,
                                vk, vmask, v_st, s0, 0, T0, WIDE)
