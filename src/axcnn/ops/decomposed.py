@@ -131,16 +131,20 @@ def clear_approximations() -> None:
 # --------------------------------------------------------------------------------------------
 # cost model
 
-#: cost-model constants, fitted to benchmarks/gpu_kernels.py on an H100 80GB HBM3 (2026-11-25,
-#: see benchmarks/GPU_NOTES.md); only their ratios matter for the choice.
+#: cost-model constants, fitted to the CUDA-graph timings of benchmarks/gpu_kernels.py on an
+#: H100 80GB HBM3 (2026-11-26, every ResNet/VGG shape, per-call weight tables; median error
+#: 14 % (tensor-core kernel) / 18 % (LUT kernel), see benchmarks/GPU_NOTES.md run 5); only
+#: their ratios matter for the choice.
 RATES = {
-    "lut_tap": 3.5e12,       # MAC/s of the per-tap LUT kernel (8-bit tables; VGG 64-64@32)
+    "lut_tap": 3.05e12,      # MAC/s of the per-tap LUT kernel
     "lut_direct": 0.25e12,   # MAC/s of the direct-gather LUT kernel
     "lut_dw": 0.25e12,       # MAC/s of the depthwise kernel (not measured; direct-like)
-    "tc_elem": 6.3e-12,      # s per (activation element x N tile) of the fused TC kernel
-    "tc_term": 5.6e-13,      # s per (activation element x N tile) per int8 GEMM term
+    "lut_fixed": 1.0e-5,     # s of GPU time per LUT call beyond the above (two launches)
+    "tc_elem": 1.05e-12,     # s per (activation byte read x N tile) of the TC kernel
+    "tc_mac": 2.58e-14,      # s per padded MAC per int8 GEMM term of the TC kernel
+    "tc_fixed": 4.2e-5,      # s of GPU time per TC call beyond the above (map pass, prep, main)
     "intmm": 1.25e14,        # MAC/s per term of the cuBLAS int8 path (4096^3 GEMM)
-    "bytes": 2.0e12,         # B/s for building per-call tables
+    "bytes": 3.45e11,        # B/s for building per-call tables (the LUT kernel's prep launch)
     "fixed": 2.0e-4,         # s of launches and host work per call (host-bound on small layers)
 }
 
@@ -152,21 +156,25 @@ def predict_seconds(shape, backend: str, n_terms: int = 1, R: int = 256) -> floa
     macs = shape.M * shape.K * shape.OC
     if backend == "lut":
         if shape.Cg == 1 and shape.G > 1:
-            return macs / RATES["lut_dw"] + RATES["fixed"]
+            return macs / RATES["lut_dw"] + RATES["lut_fixed"] + RATES["fixed"]
         NP = padded_n(shape.Ng)
         tbytes = shape.G * shape.K * R * NP * 2
         if tbytes <= TAP_TABLE_MAX or shape.G == 1:
-            return macs / RATES["lut_tap"] + tbytes / RATES["bytes"] + RATES["fixed"]
-        return macs / RATES["lut_direct"] + RATES["fixed"]
+            return (macs / RATES["lut_tap"] + tbytes / RATES["bytes"] + RATES["lut_fixed"]
+                    + RATES["fixed"])
+        return macs / RATES["lut_direct"] + RATES["lut_fixed"] + RATES["fixed"]
     if shape.G == 1 and shape.kh == shape.kw == 1 and shape.H == shape.W == 1 and \
             min(shape.M, shape.K, shape.OC) >= 64:
         glue = shape.M * shape.K * n_terms * 3 / RATES["bytes"]
         return macs * n_terms / RATES["intmm"] + glue + 2 * RATES["fixed"]
+    from .triton_backend import tc_tiles
+
     NP = padded_n(shape.Ng, 128 if shape.Ng > 64 else 64)
     BN = NP if NP <= 128 else 128
-    KP = -(-shape.K // 64) * 64
-    elems = shape.M * KP * (NP // BN) * shape.G
-    return elems * (RATES["tc_elem"] + n_terms * RATES["tc_term"]) + RATES["fixed"]
+    _, BK, _, n_kt = tc_tiles(shape)
+    elems = shape.M * n_kt * BK * shape.G         # activation bytes read per column block
+    return (elems * (NP // BN) * RATES["tc_elem"] + elems * NP * n_terms * RATES["tc_mac"]
+            + RATES["tc_fixed"] + RATES["fixed"])
 
 
 # --------------------------------------------------------------------------------------------

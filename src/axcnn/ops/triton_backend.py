@@ -91,7 +91,7 @@ CONFIG: dict[str, dict] = {
     "ea_gx": {"BM": 16, "BC": 8, "num_warps": 8},
     "ea_gw": {"BM": 16, "BKK": 8, "num_warps": 8, "programs": 1056},
     "tc": {"BM": None, "BN": None, "BK": 64, "num_warps": 4, "num_stages": 3, "a_index": False,
-           "split": True, "packed_below": 32},
+           "split": True, "packed_below": 16},
 }
 
 
@@ -902,6 +902,17 @@ def tc_block_k(Cg: int, BK: int) -> int:
     return BK if Cg >= BK else max(32, 1 << max(0, Cg - 1).bit_length())
 
 
+def tc_tiles(s: ConvShape, cfg: dict | None = None) -> tuple[bool, int, int, int]:
+    """(packed, BK, n_c, n_kt) of the tensor-core kernel for a shape: K tiles over the
+    flattened taps (``packed``, taps narrower than ``cfg['packed_below']`` channels) or
+    ``n_c`` channel runs of BK per tap; ``n_kt`` K tiles in all."""
+    cfg = cfg or CONFIG["tc"]
+    packed = s.Cg < cfg["packed_below"]
+    BK = 32 if packed else tc_block_k(s.Cg, cfg["BK"])
+    n_c = triton_cdiv(s.Cg, BK)
+    return packed, BK, n_c, (triton_cdiv(s.K, BK) if packed else s.kh * s.kw * n_c)
+
+
 def tc_activation_maps(act: ActOperand, df: DeviceFactorisation, s: ConvShape):
     """One launch of ``tc_map_kernel``: uint8 NHWC table indices, the int8 maps U_t(a)
     (T, B*H*W*C) and, when the factorisation has a row function, alpha(a) per element."""
@@ -934,16 +945,13 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
     dev = act.t.device
     G, K, Ng = s.G, s.K, s.Ng
     cfg = CONFIG["tc"]
-    packed = s.Cg < cfg["packed_below"]      # taps narrower than a K tile: flattened K tiles
-    BK = 32 if packed else tc_block_k(s.Cg, cfg["BK"])
+    packed, BK, n_c, n_kt = tc_tiles(s, cfg)
     NP, BN, BM, KP = _tc_plan(Ng, K, cfg["BM"], cfg["BN"], BK)
     wfn = _weights_fn(weights)
     prep = _prepared(cache, wkey, ("tc", G, K, Ng, NP, KP, w_off), (df,),
                      lambda: prepare_tc_weights(wfn(), df, s, NP, KP, w_off))
     V = prep.tab
     idx, maps, alm = tc_activation_maps(act, df, s)
-    n_c = triton_cdiv(s.Cg, BK)
-    n_kt = triton_cdiv(K, BK) if packed else s.kh * s.kw * n_c
     koff, kdy, kdx = (geometry_tables(s, dev, pad_to=BK) if packed
                       else (_dummy(dev, torch.int32),) * 3)
     a64 = maps.numel() >= (1 << 31)
