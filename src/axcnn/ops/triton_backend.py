@@ -841,7 +841,7 @@ class DeviceFactorisation:
             V = torch.zeros((0, CW), dtype=torch.int8)
         return cls(U.to(device).contiguous(), V.to(device).contiguous(),
                    torch.tensor(f.alpha, dtype=torch.int32 if int(np.abs(f.alpha).max(initial=0))
-                                < (1 << 24) else torch.int64).to(device),
+                                < (1 << 23) else torch.int64).to(device),
                    torch.tensor(f.beta, dtype=torch.int64).to(device), classes,
                    bool(np.any(f.alpha)), bound)
 
@@ -1223,6 +1223,7 @@ class TritonBackend(TorchBackend):
             gw = (gwt.reshape(G, s.kh, s.kw, s.Cg, Ng).permute(0, 4, 3, 1, 2)
                   .reshape(s.OC, s.Cg, s.kh, s.kw))
         return gx, gw
+
 
 def exact_table16(a_signed: bool, w_signed: bool, device):
     key = ("t16", a_signed, w_signed, str(device))

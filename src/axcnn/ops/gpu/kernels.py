@@ -417,6 +417,7 @@ def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr, koff_ptr, kdy
         a = tl.load(idx_ptr + addr, mask=amask, other=pad_idx).to(tl.int32)
         suma += tl.sum(tl.where(cvalid[None, :], a - a_off, 0), axis=1)
         if HAS_ALPHA:
+            # alpha is int32 only while |alpha| < 2^23, so a tile sum (BK <= 256) fits
             al = tl.load(alm_ptr + addr, mask=amask, other=alpha_pad)
             sal += tl.sum(tl.where(cvalid[None, :], al, 0), axis=1).to(tl.int64)
         vk = vbase + vrow[:, None] * NP
