@@ -321,13 +321,15 @@ def main(argv=None) -> int:
     rows = conv_rows(args, luts, dev)
     if args.gemm:
         rows.append(gemm_row(args, luts, dev))
-    print_table(rows, "tmacs", "T-MAC/s per backend (whole backend call issued from Python; higher is better)")
+    print_table(rows, "tmacs",
+                "T-MAC/s per backend (whole backend call issued from Python; higher is better)")
     summ = summary(rows)
     print_summary(summ, "summary (calls from Python)")
     summ_graph = summary(rows, "graph_ms", "graph_tmacs")
     if summ_graph:
         print()
-        print_table(rows, "graph_tmacs", "T-MAC/s per backend (the same calls replayed from a CUDA graph)")
+        print_table(rows, "graph_tmacs",
+                    "T-MAC/s per backend (the same calls replayed from a CUDA graph)")
         print_summary(summ_graph, "summary (graph replay)")
     meta = {**gpu_meta(dev), "batch": args.batch,
             "repeat": args.repeat, "lut_for_lut_kernel": LUT_FOR_KERNEL,

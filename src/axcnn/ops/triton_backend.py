@@ -325,7 +325,7 @@ def activation_index(qa: torch.Tensor, a_off: int) -> torch.Tensor:
     if x.dtype != torch.float32:
         x = x.float()
     BLOCK = 1024
-    kernels().nhwc_index_kernel[(triton_cdiv(total, BLOCK),)](x, out, total, C, H * W, float(a_off),
+    kernels().nhwc_index_kernel[(triton_cdiv(total, BLOCK),)](x, out, total, C, H, W, float(a_off),
                                                             BLOCK=BLOCK)
     return out
 

@@ -166,17 +166,22 @@ def _column_sums(qw_ptr, beta_ptr, colw_ptr, wsum_ptr, g, jb, K, NG, NP, CG, KHW
 # activation index pass
 
 
-@triton.jit(do_not_specialize=["total", "C", "HW", "off"])
-def nhwc_index_kernel(x_ptr, out_ptr, total, C, HW, off, BLOCK: tl.constexpr):
-    """out[b, h, w, c] = uint8(x[b, c, h, w] + off) (x holds exact integers)."""
-    pid = tl.program_id(0)
-    o = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = o < total
+@triton.jit
+def _nhwc_block(total, C, H, W, BLOCK: tl.constexpr):
+    """This program's BLOCK elements in NHWC order: (offset o, mask, b, h, w, c), int64."""
+    o = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     c = o % C
     rest = o // C
-    hw = rest % HW
-    b = rest // HW
-    src = (b * C + c) * HW + hw
+    w = rest % W
+    rest = rest // W
+    return o, o < total, rest // H, rest % H, w, c
+
+
+@triton.jit(do_not_specialize=["total", "C", "H", "W", "off"])
+def nhwc_index_kernel(x_ptr, out_ptr, total, C, H, W, off, BLOCK: tl.constexpr):
+    """out[b, h, w, c] = uint8(x[b, c, h, w] + off) (x holds exact integers)."""
+    o, mask, b, h, w, c = _nhwc_block(total, C, H, W, BLOCK)
+    src = ((b * C + c) * H + h) * W + w
     x = tl.load(x_ptr + src, mask=mask, other=0.0)
     v = (x + off).to(tl.int32)
     tl.store(out_ptr + o, v.to(tl.uint8), mask=mask)
@@ -294,15 +299,7 @@ def tc_map_kernel(x_ptr, u_ptr, al_ptr, maps_ptr, idx_ptr, alm_ptr, total, C, H,
     """Activation side of the tensor-core kernel, once per call: for every element in NHWC
     order, its table index v (uint8 ``idx``), the int8 maps ``maps[t] = U_t[v]`` and, with
     HAS_ALPHA, ``alm = alpha[v]``; x is read through the four element strides."""
-    pid = tl.program_id(0)
-    o = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = o < total
-    c = o % C
-    rest = o // C
-    w = rest % W
-    rest = rest // W
-    h = rest % H
-    b = rest // H
+    o, mask, b, h, w, c = _nhwc_block(total, C, H, W, BLOCK)
     src = b * a_sb + c * a_sc + h * a_sh + w * a_sw
     v = _act_index(x_ptr, src, mask, x_off, 0, CODES)
     v = tl.where(mask, v, 0)
