@@ -41,13 +41,14 @@ def _check_window(window) -> int:
     return int(window)
 
 
-def gradient_fractions(lut: MultiplierLUT, window: int = DEFAULT_WINDOW):
-    """The gradient tables as exact fractions: ``(num_a, den_a, num_w, den_w)`` with
-    ``dA = num_a / den_a[:, None]`` and ``dW = num_w / den_w[None, :]``; numerators are int64
-    tables of the LUT's shape (differences of two LUT entries), denominators int64 vectors.
-    GPU kernels gather the narrow integer numerators and divide once per sum."""
+def gradient_fractions(lut: MultiplierLUT | np.ndarray, window: int = DEFAULT_WINDOW):
+    """The gradient tables of a LUT (or of its integer table) as exact fractions:
+    ``(num_a, den_a, num_w, den_w)`` with ``dA = num_a / den_a[:, None]`` and
+    ``dW = num_w / den_w[None, :]``; numerators are int64 tables of the LUT's shape
+    (differences of two LUT entries), denominators int64 vectors. GPU kernels gather the
+    narrow integer numerators and divide once per sum."""
     h = _check_window(window)
-    t = lut.table.astype(np.int64)
+    t = np.asarray(lut.table if isinstance(lut, MultiplierLUT) else lut, dtype=np.int64)
     num_a, den_a = _central_difference(t, 0, h)
     num_w, den_w = _central_difference(t, 1, h)
     return num_a, den_a, num_w, den_w

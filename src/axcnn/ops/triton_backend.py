@@ -647,20 +647,14 @@ def grad_fractions(lut) -> GradFractions | None:
     hit = _FRACTIONS.get(key)
     if hit is not None and hit[0]() is ga and hit[1]() is gw and hit[2]() is table:
         return hit[3]
-    R, Wn = table.shape
-    t = table.to(torch.int64)
-    dev = table.device
+    from ..lut import gradient_fractions
 
-    def window(n: int):
-        i = torch.arange(n, device=dev)
-        return (i + lut.window).clamp(max=n - 1), (i - lut.window).clamp(min=0)
-
-    (ha, la), (hw, lw) = window(R), window(Wn)
-    num_a, den_a = t[ha] - t[la], (ha - la).double()
-    num_w, den_w = t[:, hw] - t[:, lw], (hw - lw).double()
-    fits = (int(torch.maximum(num_a.abs().max(), num_w.abs().max())) <= 32767
-            and torch.equal((num_a / den_a[:, None]).float(), ga)
-            and torch.equal((num_w / den_w[None, :]).float(), gw))
+    num_a, den_a, num_w, den_w = (
+        torch.from_numpy(v).to(table.device)
+        for v in gradient_fractions(table.detach().cpu().numpy(), lut.window))
+    fits = (max(int(num_a.abs().max()), int(num_w.abs().max())) <= 32767
+            and torch.equal((num_a / den_a.double()[:, None]).float(), ga)
+            and torch.equal((num_w / den_w.double()[None, :]).float(), gw))
     value = (GradFractions(num_a.to(torch.int16), den_a.float(), num_w.to(torch.int16),
                            den_w.float()) if fits else None)
     if len(_FRACTIONS) > 64:
