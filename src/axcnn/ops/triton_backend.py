@@ -16,8 +16,10 @@ Forward (``conv2d_acc``, ``conv2d_dequant``, ``lut_gemm``):
   grouped convs the *direct* kernel gathers LUT[a, w] from a 16-bit LUT that stays in L1;
   depthwise/channel-multiplier convs have their own kernel;
 - factorised products on int8 tensor cores (the decomposed backend's kernel): one pass maps
-  the activations to int8 NHWC maps U_t(a) per term, then an implicit GEMM whose K tiles are
-  channel-contiguous runs of one tap (vector loads, no gathers in the main loop);
+  the activations, zero-padded by the convolution's padding, to int8 NHWC maps U_t(a) per
+  term (and per-pixel sums of the codes and of the row function), then an implicit GEMM whose
+  K tiles are channel-contiguous runs of one tap (vector loads, no gathers and no masks in
+  the main loop);
 - exact products (quantized mode, ``table is None``) run on int8 tensor cores through the
   same kernel with the one-term factorisation of the exact product;
 - the zero-point cross terms and, in ``conv2d_dequant``, the dequantisation and bias are fused
@@ -841,9 +843,11 @@ class DeviceFactorisation:
 
 
 def prepare_tc_weights(qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape, NP: int,
-                       KP: int, w_off: int) -> PreparedWeights:
-    """One launch of ``prep_tc_kernel``: V[t, g, k, n] = Vtab_t[w] (int8 (T, G, KP, NP), zero
-    padded), colw = sum_k beta(w) and wsum = sum_k w per column."""
+                       KP: int, w_off: int, packed: bool, RT: int) -> PreparedWeights:
+    """One launch of ``prep_tc_kernel``: V[t, g, r, n] = Vtab_t[w] (int8 (T, G, KP, NP)) in
+    the K-tile row order of ``tc_kernel`` (``packed``: flattened taps; else RT rows per tap),
+    zero where a row or column has no weight; colw = sum_k beta(w) and wsum = sum_k w per
+    column."""
     dev = qw.device
     G, K, Ng = s.G, s.K, s.Ng
     T = df.U.shape[0]
@@ -855,18 +859,19 @@ def prepare_tc_weights(qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape, 
     if G:
         kernels().prep_tc_kernel[(n_col + (KP if T else 0), G)](
             qw, df.Vtab if T else _dummy(dev, torch.int8), df.beta, V, cols[0], cols[1],
-            K, KP, Ng, NP, CW, s.Cg, s.kh * s.kw, w_off, G * KP * NP, n_col,
-            T=T, BN=min(NP, 128), CBN=CBN, BK=128, num_warps=4)
+            K, KP, Ng, NP, CW, s.Cg, s.kh * s.kw, w_off, G * KP * NP, n_col, RT,
+            T=T, BN=min(NP, 128), CBN=CBN, BK=128, PACKED=packed, num_warps=4)
     return PreparedWeights(V, cols[0], cols[1], NP)
 
 
 @functools.lru_cache(maxsize=1024)
-def _tc_plan(Ng: int, K: int, BMc, BNc, BK: int):
+def _tc_plan(Ng: int, n_kt: int, BMc, BNc, BK: int):
     """(NP, BN, BM, KP) of the tensor-core kernel for one shape and configuration (BM: 64
-    rows for column blocks of up to 64, more programs to hide latency; 128 above)."""
+    rows for column blocks of up to 64, more programs to hide latency; 128 above; KP: the
+    rows of V, n_kt K tiles of BK)."""
     NP = padded_n(Ng, 128 if Ng > 64 else 64)
     BN = BNc or (NP if NP <= 128 else (128 if NP % 128 == 0 else 64))
-    return NP, BN, BMc or (64 if BN <= 64 else 128), triton_cdiv(K, BK) * BK
+    return NP, BN, BMc or (64 if BN <= 64 else 128), n_kt * BK
 
 
 _SMS: dict = {}
@@ -907,23 +912,40 @@ def tc_tiles(s: ConvShape, cfg: dict | None = None) -> tuple[bool, int, int, int
     return packed, BK, n_c, (triton_cdiv(s.K, BK) if packed else s.kh * s.kw * n_c)
 
 
-def tc_activation_maps(act: ActOperand, df: DeviceFactorisation, s: ConvShape):
-    """One launch of ``tc_map_kernel``: uint8 NHWC table indices, the int8 maps U_t(a)
-    (T, B*H*W*C) and, when the factorisation has a row function, alpha(a) per element."""
+@dataclass
+class TCMaps:
+    """Activation side of one tensor-core call (:func:`tc_activation_maps`)."""
+
+    maps: torch.Tensor     # int8 (T, map_st): U_t of the zero-padded NHWC input, plane by plane
+    rs: torch.Tensor       # int32 (B*HP*WP*G,): sum over a pixel's group channels of v - a_off
+    ral: torch.Tensor      # int64 (same): sum of alpha(v) (a dummy without a row function)
+    HP: int
+    WP: int
+
+
+def tc_activation_maps(act: ActOperand, df: DeviceFactorisation, s: ConvShape, na: torch.Tensor,
+                       a_off: int, slack: int) -> TCMaps:
+    """One launch of ``tc_map_kernel`` over the input padded by the convolution's padding
+    (the border holds the padding index a_off - n_a). Each map plane has ``slack`` bytes
+    after its last pixel: K tiles wider than a tap's channels read past it (times zero)."""
     dev = act.t.device
     T = df.U.shape[0]
-    total = s.B * s.H * s.W * s.C
-    idx = torch.empty(total, dtype=torch.uint8, device=dev)
-    maps = torch.empty((max(T, 1), total), dtype=torch.int8, device=dev)
-    alm = (torch.empty(total, dtype=df.alpha.dtype, device=dev) if df.has_alpha
-           else _dummy(dev, df.alpha.dtype))
-    if total:
-        BLOCK = 1024
-        kernels().tc_map_kernel[(triton_cdiv(total, BLOCK),)](
-            act.t, df.U if T else _dummy(dev, torch.int8), df.alpha, maps, idx, alm, total,
-            s.C, s.H, s.W, *act.strides, act.x_off, df.U.shape[1], T=T,
-            HAS_ALPHA=df.has_alpha, CODES=act.codes, BLOCK=BLOCK)
-    return idx, maps, alm
+    HP, WP = s.H + 2 * s.padding[0], s.W + 2 * s.padding[1]
+    npix = s.B * HP * WP
+    map_st = npix * s.C + slack
+    maps = torch.empty((max(T, 1), map_st), dtype=torch.int8, device=dev)
+    rs = torch.empty(npix * s.G, dtype=torch.int32, device=dev)
+    ral = (torch.empty(npix * s.G, dtype=torch.int64, device=dev) if df.has_alpha
+           else _dummy(dev))
+    if npix and s.G:
+        BC = min(64, max(2, 1 << max(0, s.Cg - 1).bit_length()))
+        BP = max(16, 2048 // BC)
+        kernels().tc_map_kernel[(triton_cdiv(npix, BP), s.G)](
+            act.t, df.U if T else _dummy(dev, torch.int8), df.alpha, na, maps, rs, ral, npix,
+            s.C, s.Cg, s.G, s.H, s.W, HP, WP, s.padding[0], s.padding[1], *act.strides,
+            act.x_off, a_off, df.U.shape[1], map_st, T=T, HAS_ALPHA=df.has_alpha,
+            CODES=act.codes, BP=BP, BC=BC)
+    return TCMaps(maps, rs, ral, HP, WP)
 
 
 def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
@@ -940,15 +962,15 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
     G, K, Ng = s.G, s.K, s.Ng
     cfg = CONFIG["tc"]
     packed, BK, n_c, n_kt = tc_tiles(s, cfg)
-    NP, BN, BM, KP = _tc_plan(Ng, K, cfg["BM"], cfg["BN"], BK)
+    NP, BN, BM, KP = _tc_plan(Ng, n_kt, cfg["BM"], cfg["BN"], BK)
     wfn = _weights_fn(weights)
-    prep = _prepared(cache, wkey, ("tc", G, K, Ng, NP, KP, w_off), (df,),
-                     lambda: prepare_tc_weights(wfn(), df, s, NP, KP, w_off))
+    prep = _prepared(cache, wkey, ("tc", G, K, Ng, NP, KP, BK, packed, w_off), (df,),
+                     lambda: prepare_tc_weights(wfn(), df, s, NP, KP, w_off, packed, n_c * BK))
     V = prep.tab
-    idx, maps, alm = tc_activation_maps(act, df, s)
-    koff, kdy, kdx = (geometry_tables(s, dev, pad_to=BK) if packed
-                      else (_dummy(dev, torch.int32),) * 3)
-    a64 = maps.numel() >= (1 << 31)
+    am = tc_activation_maps(act, df, s, cargs.na, a_off, BK)
+    koff = (geometry_tables(s, dev, (1, am.WP * s.C, s.C), pad_to=BK)[0] if packed
+            else _dummy(dev, torch.int32))
+    a64 = am.maps.shape[1] >= (1 << 31)
     grid = [triton_cdiv(s.M, BM), NP // BN, G]
     S = tc_splits(grid[0] * grid[1] * G, n_kt, sm_count(dev)) if cfg["split"] else 1
     kt_per = triton_cdiv(n_kt, S)
@@ -970,20 +992,18 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
                           dtype=torch.float32 if fuse else torch.int64, device=dev)
         if out.numel() == 0:
             return out.reshape(shape) if S > 1 else out
-        Ut = df.U[t0:t0 + n_terms] if n_terms else _dummy(dev, torch.int8)
         Vt = V[t0:t0 + max(n_terms, 1)]
         k.tc_kernel[tuple(grid)](
-            maps[t0:t0 + max(n_terms, 1)], idx, alm, Ut, Vt, df.alpha, koff, kdy, kdx,
-            prep.colw, prep.wsum,
+            am.maps[t0:t0 + max(n_terms, 1)], am.rs, am.ral, Vt, koff, prep.colw, prep.wsum,
             cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, out,
             scales[0], scales[1], scales[2], scales[3],
-            s.M, K, Ng, NP, df.U.shape[1], s.H, s.W, s.C, s.Cg, s.OH, s.OW, s.stride[0],
-            s.stride[1], s.padding[0], s.padding[1], s.dilation[0], s.dilation[1], s.kw,
-            n_kt, n_c, maps.shape[1], a_off, cargs.nw_st, cargs.sw_st,
-            G * KP * NP, KP * NP, sb, sn, sl, kt_per, out[0].numel() if S > 1 else 0, G,
+            s.M, K, Ng, NP, am.HP, am.WP, s.C, s.Cg, s.OH, s.OW, s.stride[0], s.stride[1],
+            s.dilation[0], s.dilation[1], s.kw, s.kh * s.kw, n_kt, n_c, am.maps.shape[1],
+            cargs.nw_st, cargs.sw_st, G * KP * NP, KP * NP, sb, sn, sl, kt_per,
+            out[0].numel() if S > 1 else 0, G,
             T0=counts[0], T1=counts[1], T2=counts[2], T3=counts[3],
             HAS_ALPHA=df.has_alpha and first, COLS=first, BM=BM, BN=BN, BK=BK,
-            EVEN_C=s.Cg % BK == 0, DEQUANT=fuse, HAS_BIAS=fuse and cargs.has_bias, WIDE=wide,
+            DEQUANT=fuse, HAS_BIAS=fuse and cargs.has_bias, WIDE=wide,
             A64=a64, SPLIT=S > 1, PACKED=packed, num_warps=cfg["num_warps"] if BN <= 64 else 8,
             num_stages=cfg["num_stages"])
         if S > 1:

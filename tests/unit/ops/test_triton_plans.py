@@ -29,7 +29,7 @@ def _check_columns(ng: int) -> None:
     assert _pow2(max(16, min(NP, 64)))                     # prep_lut_kernel's BN
     # tensor-core kernel and its weight preparation
     cfg = CONFIG["tc"]
-    NPt, BN, BM, KP = _tc_plan(ng, 300, cfg["BM"], cfg["BN"], cfg["BK"])
+    NPt, BN, BM, KP = _tc_plan(ng, 5, cfg["BM"], cfg["BN"], cfg["BK"])
     assert NPt >= ng and _pow2(BN) and NPt % BN == 0 and KP % cfg["BK"] == 0, (ng, NPt, BN)
     assert _pow2(min(NPt, 128))                            # prep_tc_kernel's BN
     # error-aware kernels take all columns in one block when there are at most 128

@@ -291,35 +291,59 @@ def dw_kernel(a_ptr, lut_ptr, widx_ptr, koff_ptr, kdy_ptr, kdx_ptr,
                     out_ptr, out_sb, out_sn, out_sl, True, DEQUANT, HAS_BIAS)
 
 
-@triton.jit(do_not_specialize=["total", "H", "W", "x_off"])
-def tc_map_kernel(x_ptr, u_ptr, al_ptr, maps_ptr, idx_ptr, alm_ptr, total, C, H, W,
-                  a_sb, a_sc, a_sh, a_sw, x_off, R,
+@triton.jit(do_not_specialize=["NPIX", "H", "W", "HP", "WP", "PH", "PW", "x_off", "a_off",
+                               "map_st"])
+def tc_map_kernel(x_ptr, u_ptr, al_ptr, na_ptr, maps_ptr, rs_ptr, ral_ptr, NPIX, C, CG, G,
+                  H, W, HP, WP, PH, PW, a_sb, a_sc, a_sh, a_sw, x_off, a_off, R, map_st,
                   T: tl.constexpr, HAS_ALPHA: tl.constexpr, CODES: tl.constexpr,
-                  BLOCK: tl.constexpr):
-    """Activation side of the tensor-core kernel, once per call: for every element in NHWC
-    order, its table index v (uint8 ``idx``), the int8 maps ``maps[t] = U_t[v]`` and, with
-    HAS_ALPHA, ``alm = alpha[v]``; x is read through the four element strides."""
-    o, mask, b, h, w, c = _nhwc_block(total, C, H, W, BLOCK)
-    src = b * a_sb + c * a_sc + h * a_sh + w * a_sw
-    v = _act_index(x_ptr, src, mask, x_off, 0, CODES)
-    v = tl.where(mask, v, 0)
-    tl.store(idx_ptr + o, v.to(tl.uint8), mask=mask)
-    for t in tl.static_range(T):
-        tl.store(maps_ptr + t * total + o, tl.load(u_ptr + t * R + v), mask=mask)
+                  BP: tl.constexpr, BC: tl.constexpr):
+    """Activation side of the tensor-core kernel, once per call. Grid (pixel blocks, G).
+
+    For every pixel of the zero-padded input (B, HP, WP) and every channel of group g, the
+    table index v (``pad_idx`` in the border) gives the int8 maps ``maps[t] = U_t[v]``, NHWC
+    with plane stride ``map_st``; per padded pixel and group, ``rs`` = sum_c (v - a_off)
+    (int32) and, HAS_ALPHA, ``ral`` = sum_c alpha[v] (int64), the row-function sums that the
+    GEMM kernel adds up over the taps of a window."""
+    rp = tl.program_id(0).to(tl.int64) * BP + tl.arange(0, BP)
+    g = tl.program_id(1)
+    pm = rp < NPIX
+    wp = rp % WP
+    rest = rp // WP
+    h = rest % HP - PH
+    b = rest // HP
+    w = wp - PW
+    inside = pm & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    pad_idx = (a_off - tl.load(na_ptr)).to(tl.int32)
+    s1 = tl.zeros((BP,), dtype=tl.int32)
+    s2 = tl.zeros((BP,), dtype=tl.int64)
+    for c0 in range(0, CG, BC):
+        rc = c0 + tl.arange(0, BC)
+        cm = rc < CG
+        c = g * CG + rc
+        src = (b * a_sb + h * a_sh + w * a_sw)[:, None] + c[None, :] * a_sc
+        v = _act_index(x_ptr, src, inside[:, None] & cm[None, :], x_off, pad_idx, CODES)
+        sm = pm[:, None] & cm[None, :]
+        dst = rp[:, None] * C + c[None, :]
+        for t in tl.static_range(T):
+            tl.store(maps_ptr + t * map_st + dst, tl.load(u_ptr + t * R + v), mask=sm)
+        s1 += tl.sum(tl.where(sm, v - a_off, 0), axis=1)
+        if HAS_ALPHA:
+            s2 += tl.sum(tl.where(sm, tl.load(al_ptr + v), 0).to(tl.int64), axis=1)
+    tl.store(rs_ptr + rp * G + g, s1, mask=pm)
     if HAS_ALPHA:
-        tl.store(alm_ptr + o, tl.load(al_ptr + v), mask=mask)
+        tl.store(ral_ptr + rp * G + g, s2, mask=pm)
 
 
 @triton.jit
-def _tc_class(acc, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx, vk, vmask, v_st,
-              scale, T_LO: tl.constexpr, T_HI: tl.constexpr, WIDE: tl.constexpr):
+def _tc_class(acc, wide, maps_ptr, map_st, addr, vk, v_st, scale, T_LO: tl.constexpr,
+              T_HI: tl.constexpr, WIDE: tl.constexpr):
     """Terms T_LO <= t < T_HI (one scale class) of a K tile: acc += U_t(A) @ V_t, or, WIDE,
-    wide += scale * (U_t(A) @ V_t) in int64. U_t(A) is read from the term's NHWC map
-    (padding taps: U_t[pad_idx]); V rows outside the tap's channels are masked to 0."""
+    wide += scale * (U_t(A) @ V_t) in int64. U_t(A) is read from the term's padded NHWC map
+    (no masks: every address is inside the map, and V rows of channels a tap does not have
+    are zero)."""
     for t in tl.static_range(T_LO, T_HI):
-        upad = tl.load(u_ptr + t * R + pad_idx)
-        u = tl.load(maps_ptr + map_st.to(tl.int64) * t + addr, mask=amask, other=upad)
-        v = tl.load(vk + t * v_st, mask=vmask, other=0)
+        u = tl.load(maps_ptr + map_st.to(tl.int64) * t + addr)
+        v = tl.load(vk + t * v_st)
         if WIDE:
             wide += tl.dot(u, v, out_dtype=tl.int32).to(tl.int64) * scale
         else:
@@ -327,106 +351,83 @@ def _tc_class(acc, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx, vk, v
     return acc, wide
 
 
-@triton.jit(do_not_specialize=["M", "H", "W", "OH", "OW", "SH", "SW", "PH", "PW", "DH", "DW",
-                               "a_off", "nw_st", "sw_st", "out_sb", "out_sn", "out_sl",
+@triton.jit(do_not_specialize=["M", "HP", "WP", "OH", "OW", "SH", "SW", "DH", "DW",
+                               "nw_st", "sw_st", "out_sb", "out_sn", "out_sl",
                                "map_st", "n_kt", "n_c"])
-def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr, koff_ptr, kdy_ptr, kdx_ptr,
+def tc_kernel(maps_ptr, rs_ptr, ral_ptr, v_ptr, koff_ptr,
               colw_ptr, wsum_ptr, na_ptr, nw_ptr, sa_ptr, sw_ptr, bias_ptr, out_ptr,
               s0, s1, s2, s3,
-              M, K, NG, NP, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, DH, DW, KW, n_kt, n_c,
-              map_st, a_off, nw_st, sw_st, v_st, v_sg, out_sb, out_sn, out_sl, kt_per, out_ss, G,
+              M, K, NG, NP, HP, WP, C, CG, OH, OW, SH, SW, DH, DW, KW, KHW, n_kt, n_c,
+              map_st, nw_st, sw_st, v_st, v_sg, out_sb, out_sn, out_sl, kt_per, out_ss, G,
               T0: tl.constexpr, T1: tl.constexpr, T2: tl.constexpr, T3: tl.constexpr,
               HAS_ALPHA: tl.constexpr, COLS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-              BK: tl.constexpr, EVEN_C: tl.constexpr, DEQUANT: tl.constexpr,
+              BK: tl.constexpr, DEQUANT: tl.constexpr,
               HAS_BIAS: tl.constexpr, WIDE: tl.constexpr, A64: tl.constexpr,
               SPLIT: tl.constexpr, PACKED: tl.constexpr):
     """acc = sum over classes c of s_c * sum_{t in c} U_t(A) @ V_t(W)  (+ alpha row sums);
     COLS: add the column terms (only the first launch when the classes need several).
     SPLIT: grid axis 2 is (split, group); split sp sums K tiles sp*kt_per .. +kt_per and
-    writes int64 partials at ``out_ptr + sp * out_ss`` (row terms of its tiles; the column
-    constants in split 0), summed by the caller.
+    writes int64 partials at ``out_ptr + sp * out_ss`` (the row and column terms in split 0),
+    summed by the caller.
 
-    An implicit GEMM over channel-contiguous K tiles of the NHWC maps of
-    :func:`tc_map_kernel`: tile kt covers channels c0 .. c0+BK of one tap (ky, kx) (``n_c``
-    tiles per tap, ``n_kt`` in all), so each row of an operand tile is BK consecutive bytes
-    (vector loads, no per-element gather); EVEN_C: CG % BK == 0 (no channel mask).
-    PACKED (taps with fewer channels than a K tile, e.g. the 3-channel stem): tile kt covers
-    the flattened taps kt*BK .. +BK, each element addressed through ``koff``/``kdy``/``kdx``
-    (zero-padded to a multiple of BK) -- byte gathers, but no K tile mostly padding."""
+    An implicit GEMM over the zero-padded NHWC maps of :func:`tc_map_kernel`, without masks
+    in the main loop: tile kt covers channels c0 .. c0+BK of one tap (ky, kx) (``n_c`` tiles
+    per tap, ``n_kt`` in all), so each row of an operand tile is BK consecutive bytes; V has
+    n_c*BK rows per tap, zero beyond the tap's CG channels (the bytes read there belong to
+    the next channels or pixel and are multiplied by 0). PACKED (taps with fewer channels than
+    a K tile, e.g. the 3-channel stem): tile kt covers the flattened taps kt*BK .. +BK, each
+    element addressed through ``koff`` (zero beyond K, where V is zero). Rows past M are
+    clamped to row M-1 and not stored. The row sums of the codes and of alpha come from the
+    map pass's per-pixel sums, added up over the KHW taps of each window."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     g = tl.program_id(2)
     kt_lo = 0
     kt_hi = n_kt
+    tap_hi = KHW
     if SPLIT:
         sp = g // G
         g = g - sp * G
         kt_lo = sp * kt_per
         kt_hi = tl.minimum(kt_lo + kt_per, n_kt)
+        tap_hi = tl.where(sp == 0, KHW, 0)
         out_ptr += sp.to(tl.int64) * out_ss
     rm = pid_m * BM + tl.arange(0, BM)
     rn = pid_n * BN + tl.arange(0, BN)
     rk = tl.arange(0, BK)
     mmask = rm < M
-    b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
+    L = OH * OW
+    rmc = tl.minimum(rm, M - 1)
+    b = rmc // L
+    lpos = rmc % L
+    pix = (b * HP + (lpos // OW) * SH) * WP + (lpos % OW) * SW   # window origin (padded)
     if A64:
-        b = b.to(tl.int64)
+        pix = pix.to(tl.int64)
+    prow = pix * C + g * CG
     na = tl.load(na_ptr)
-    pad_idx = (a_off - na).to(tl.int32)
     acc0 = tl.zeros((BM, BN), dtype=tl.int32)
     acc1 = tl.zeros((BM, BN), dtype=tl.int32)
     acc2 = tl.zeros((BM, BN), dtype=tl.int32)
     acc3 = tl.zeros((BM, BN), dtype=tl.int32)
     wide = tl.zeros((BM, BN), dtype=tl.int64)
-    suma = tl.zeros((BM,), dtype=tl.int32)
-    sal = tl.zeros((BM,), dtype=tl.int64)
     vbase = v_ptr + g * v_sg + rn[None, :]
-    cbase = g * CG
-    alpha_pad = tl.load(alpha_ptr + pad_idx)
-    if PACKED:
-        wbase = ((b * H + ih0) * W + iw0) * C + cbase
     for kt in range(kt_lo, kt_hi):
         if PACKED:
-            kk = kt * BK + rk
-            cvalid = kk < K
-            ko = tl.load(koff_ptr + kk)
-            dy = tl.load(kdy_ptr + kk)
-            dx = tl.load(kdx_ptr + kk)
-            amask = _inside(mmask[:, None] & cvalid[None, :], ih0[:, None] + dy[None, :],
-                            iw0[:, None] + dx[None, :], H, W)
-            addr = wbase[:, None] + ko[None, :]
-            vrow = kk
+            off = tl.load(koff_ptr + kt * BK + rk)
         else:
             tap = kt // n_c
-            c0 = (kt - tap * n_c) * BK
             ky = tap // KW
             kx = tap - ky * KW
-            ih = ih0 + ky * DH
-            iw = iw0 + kx * DW
-            ok = mmask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            addr = (((b * H + ih) * W + iw) * C + cbase + c0)[:, None] + rk[None, :]
-            if EVEN_C:
-                cvalid = rk < BK
-            else:
-                cvalid = (c0 + rk) < CG
-            amask = ok[:, None] & cvalid[None, :]
-            vrow = tap * CG + c0 + rk
-        a = tl.load(idx_ptr + addr, mask=amask, other=pad_idx).to(tl.int32)
-        suma += tl.sum(tl.where(cvalid[None, :], a - a_off, 0), axis=1)
-        if HAS_ALPHA:
-            # alpha is int32 only while |alpha| < 2^23, so a tile sum (BK <= 256) fits
-            al = tl.load(alm_ptr + addr, mask=amask, other=alpha_pad)
-            sal += tl.sum(tl.where(cvalid[None, :], al, 0), axis=1).to(tl.int64)
-        vk = vbase + vrow[:, None] * NP
-        vmask = cvalid[:, None]
-        acc0, wide = _tc_class(acc0, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx,
-                               vk, vmask, v_st, s0, 0, T0, WIDE)
-        acc1, wide = _tc_class(acc1, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx,
-                               vk, vmask, v_st, s1, T0, T0 + T1, WIDE)
-        acc2, wide = _tc_class(acc2, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx,
-                               vk, vmask, v_st, s2, T0 + T1, T0 + T1 + T2, WIDE)
-        acc3, wide = _tc_class(acc3, wide, maps_ptr, map_st, addr, amask, u_ptr, R, pad_idx,
-                               vk, vmask, v_st, s3, T0 + T1 + T2, T0 + T1 + T2 + T3, WIDE)
+            off = (ky * DH * WP + kx * DW) * C + (kt - tap * n_c) * BK + rk
+        addr = prow[:, None] + off[None, :]
+        vk = vbase + (kt * BK + rk)[:, None] * NP
+        acc0, wide = _tc_class(acc0, wide, maps_ptr, map_st, addr, vk, v_st, s0, 0, T0, WIDE)
+        acc1, wide = _tc_class(acc1, wide, maps_ptr, map_st, addr, vk, v_st, s1,
+                               T0, T0 + T1, WIDE)
+        acc2, wide = _tc_class(acc2, wide, maps_ptr, map_st, addr, vk, v_st, s2,
+                               T0 + T1, T0 + T1 + T2, WIDE)
+        acc3, wide = _tc_class(acc3, wide, maps_ptr, map_st, addr, vk, v_st, s3,
+                               T0 + T1 + T2, T0 + T1 + T2 + T3, WIDE)
     res = wide
     if T0 > 0:
         res += acc0.to(tl.int64) * s0
@@ -436,10 +437,17 @@ def tc_kernel(maps_ptr, idx_ptr, alm_ptr, u_ptr, v_ptr, alpha_ptr, koff_ptr, kdy
         res += acc2.to(tl.int64) * s2
     if T3 > 0:
         res += acc3.to(tl.int64) * s3
-    if HAS_ALPHA:
-        res += sal[:, None]
+    suma = tl.zeros((BM,), dtype=tl.int32)
+    if COLS or HAS_ALPHA:
+        for tap in range(0, tap_hi):
+            ky = tap // KW
+            q = (pix + ky * DH * WP + (tap - ky * KW) * DW) * G + g
+            if COLS:
+                suma += tl.load(rs_ptr + q)
+            if HAS_ALPHA:
+                res += tl.load(ral_ptr + q)[:, None]
     if SPLIT:
-        # the row terms of this split's K tiles; the column constants once, in split 0
+        # the row terms and the column constants once, in split 0 (suma is 0 elsewhere)
         if COLS:
             cmask = rn < NG
             nwv = tl.load(nw_ptr + (g * NG + rn) * nw_st, mask=cmask, other=0.0).to(tl.int64)
@@ -500,26 +508,36 @@ def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, colw_ptr, wsum_ptr,
                          mask=vm[:, None] & (rn < NP)[None, :])
 
 
-@triton.jit(do_not_specialize=["K", "KP", "NG", "CG", "KHW", "w_off", "v_st", "n_col"])
+@triton.jit(do_not_specialize=["K", "KP", "NG", "CG", "KHW", "w_off", "v_st", "n_col", "RT"])
 def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
-                   K, KP, NG, NP, CW, CG, KHW, w_off, v_st, n_col,
-                   T: tl.constexpr, BN: tl.constexpr, CBN: tl.constexpr, BK: tl.constexpr):
+                   K, KP, NG, NP, CW, CG, KHW, w_off, v_st, n_col, RT,
+                   T: tl.constexpr, BN: tl.constexpr, CBN: tl.constexpr, BK: tl.constexpr,
+                   PACKED: tl.constexpr):
     """Grid (n_col + KP, G). Programs pid < n_col: column block pid of colw = sum_k beta(w) and
-    wsum; program n_col + k: V[t, g, k, n] = Vtab[t, w[g, k, n]] (int8), zero for k >= K or
-    n >= NG."""
+    wsum; program n_col + r: row r of V[t, g, r, n] = Vtab[t, w[g, k, n]] (int8), in the
+    K-tile order of ``tc_kernel``: r = k (PACKED, zero for k >= K) or r = tap * RT + c with
+    k = tap * CG + c (zero for c >= CG); zero for n >= NG."""
     pid = tl.program_id(0)
     g = tl.program_id(1)
     if pid < n_col:
         _column_sums(qw_ptr, beta_ptr, colw_ptr, wsum_ptr, g, pid, K, NG, NP, CG, KHW, w_off,
                      0, CBN, BK, True)
     else:
-        k = pid - n_col
+        r = pid - n_col
+        if PACKED:
+            k = r
+            ok = r < K
+        else:
+            tap = r // RT
+            c = r - tap * RT
+            k = tap * CG + c
+            ok = (c < CG) & (tap < KHW)
         kc = tl.minimum(k, K - 1)
         for n0 in range(0, NP, BN):
             rn = n0 + tl.arange(0, BN)
-            nm = rn < tl.where(k < K, NG, 0)
+            nm = rn < tl.where(ok, NG, 0)
             widx = _weight_index(qw_ptr, g, kc, rn, nm, NG, CG, KHW, w_off)
-            base = v_ptr + (g * KP + k).to(tl.int64) * NP + rn
+            base = v_ptr + (g * KP + r).to(tl.int64) * NP + rn
             for t in tl.static_range(T):
                 val = tl.load(vtab_ptr + t * CW + widx)
                 tl.store(base + t * v_st, tl.where(nm, val, 0).to(tl.int8), mask=rn < NP)
