@@ -844,8 +844,8 @@ class DeviceFactorisation:
 
 def prepare_tc_weights(qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape, NP: int,
                        KP: int, w_off: int, packed: bool, RT: int) -> PreparedWeights:
-    """One launch of ``prep_tc_kernel``: V[t, g, r, n] = Vtab_t[w] (int8 (T, G, KP, NP)) in
-    the K-tile row order of ``tc_kernel`` (``packed``: flattened taps; else RT rows per tap),
+    """One launch of ``prep_tc_kernel``: V[t, g, n, r] = Vtab_t[w] (int8 (T, G, NP, KP), K
+    contiguous) in the K-tile row order of ``tc_kernel`` (``packed``: flattened taps; else RT rows per tap),
     zero where a row or column has no weight; colw = sum_k beta(w) and wsum = sum_k w per
     column."""
     dev = qw.device
@@ -853,14 +853,15 @@ def prepare_tc_weights(qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape, 
     T = df.U.shape[0]
     CW = df.Vtab.shape[1]
     CBN = 32
-    V = (torch.empty if T else torch.zeros)((max(T, 1), G, KP, NP), dtype=torch.int8, device=dev)
+    V = (torch.empty if T else torch.zeros)((max(T, 1), G, NP, KP), dtype=torch.int8, device=dev)
     cols = torch.empty((2, G * NP), dtype=torch.int64, device=dev)
     n_col = triton_cdiv(NP, CBN)
+    RB = 32      # KP is a multiple of the K tile (>= 32)
     if G:
-        kernels().prep_tc_kernel[(n_col + (KP if T else 0), G)](
+        kernels().prep_tc_kernel[(n_col + (KP // RB if T else 0), G)](
             qw, df.Vtab if T else _dummy(dev, torch.int8), df.beta, V, cols[0], cols[1],
             K, KP, Ng, NP, CW, s.Cg, s.kh * s.kw, w_off, G * KP * NP, n_col, RT,
-            T=T, BN=min(NP, 128), CBN=CBN, BK=128, PACKED=packed, num_warps=4)
+            T=T, BN=min(NP, 64), CBN=CBN, BK=128, RB=RB, PACKED=packed, num_warps=4)
     return PreparedWeights(V, cols[0], cols[1], NP)
 
 
@@ -997,7 +998,7 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
             am.maps[t0:t0 + max(n_terms, 1)], am.rs, am.ral, Vt, koff, prep.colw, prep.wsum,
             cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, out,
             scales[0], scales[1], scales[2], scales[3],
-            s.M, K, Ng, NP, am.HP, am.WP, s.C, s.Cg, s.OH, s.OW, s.stride[0], s.stride[1],
+            s.M, K, Ng, NP, KP, am.HP, am.WP, s.C, s.Cg, s.OH, s.OW, s.stride[0], s.stride[1],
             s.dilation[0], s.dilation[1], s.kw, s.kh * s.kw, n_kt, n_c, am.maps.shape[1],
             cargs.nw_st, cargs.sw_st, G * KP * NP, KP * NP, sb, sn, sl, kt_per,
             out[0].numel() if S > 1 else 0, G,

@@ -343,7 +343,7 @@ def _tc_class(acc, wide, maps_ptr, map_st, addr, vk, v_st, scale, T_LO: tl.const
     are zero)."""
     for t in tl.static_range(T_LO, T_HI):
         u = tl.load(maps_ptr + map_st.to(tl.int64) * t + addr)
-        v = tl.load(vk + t * v_st)
+        v = tl.trans(tl.load(vk + t * v_st))
         if WIDE:
             wide += tl.dot(u, v, out_dtype=tl.int32).to(tl.int64) * scale
         else:
@@ -357,7 +357,7 @@ def _tc_class(acc, wide, maps_ptr, map_st, addr, vk, v_st, scale, T_LO: tl.const
 def tc_kernel(maps_ptr, rs_ptr, ral_ptr, v_ptr, koff_ptr,
               colw_ptr, wsum_ptr, na_ptr, nw_ptr, sa_ptr, sw_ptr, bias_ptr, out_ptr,
               s0, s1, s2, s3,
-              M, K, NG, NP, HP, WP, C, CG, OH, OW, SH, SW, DH, DW, KW, KHW, n_kt, n_c,
+              M, K, NG, NP, KP, HP, WP, C, CG, OH, OW, SH, SW, DH, DW, KW, KHW, n_kt, n_c,
               map_st, nw_st, sw_st, v_st, v_sg, out_sb, out_sn, out_sl, kt_per, out_ss, G,
               T0: tl.constexpr, T1: tl.constexpr, T2: tl.constexpr, T3: tl.constexpr,
               HAS_ALPHA: tl.constexpr, COLS: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
@@ -410,7 +410,7 @@ def tc_kernel(maps_ptr, rs_ptr, ral_ptr, v_ptr, koff_ptr,
     acc2 = tl.zeros((BM, BN), dtype=tl.int32)
     acc3 = tl.zeros((BM, BN), dtype=tl.int32)
     wide = tl.zeros((BM, BN), dtype=tl.int64)
-    vbase = v_ptr + g * v_sg + rn[None, :]
+    vbase = v_ptr + g * v_sg + rn[:, None] * KP
     for kt in range(kt_lo, kt_hi):
         if PACKED:
             off = tl.load(koff_ptr + kt * BK + rk)
@@ -420,7 +420,7 @@ def tc_kernel(maps_ptr, rs_ptr, ral_ptr, v_ptr, koff_ptr,
             kx = tap - ky * KW
             off = (ky * DH * WP + kx * DW) * C + (kt - tap * n_c) * BK + rk
         addr = prow[:, None] + off[None, :]
-        vk = vbase + (kt * BK + rk)[:, None] * NP
+        vk = vbase + (kt * BK + rk)[None, :]
         acc0, wide = _tc_class(acc0, wide, maps_ptr, map_st, addr, vk, v_st, s0, 0, T0, WIDE)
         acc1, wide = _tc_class(acc1, wide, maps_ptr, map_st, addr, vk, v_st, s1,
                                T0, T0 + T1, WIDE)
@@ -512,18 +512,19 @@ def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, colw_ptr, wsum_ptr,
 def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
                    K, KP, NG, NP, CW, CG, KHW, w_off, v_st, n_col, RT,
                    T: tl.constexpr, BN: tl.constexpr, CBN: tl.constexpr, BK: tl.constexpr,
-                   PACKED: tl.constexpr):
-    """Grid (n_col + KP, G). Programs pid < n_col: column block pid of colw = sum_k beta(w) and
-    wsum; program n_col + r: row r of V[t, g, r, n] = Vtab[t, w[g, k, n]] (int8), in the
-    K-tile order of ``tc_kernel``: r = k (PACKED, zero for k >= K) or r = tap * RT + c with
-    k = tap * CG + c (zero for c >= CG); zero for n >= NG."""
+                   RB: tl.constexpr, PACKED: tl.constexpr):
+    """Grid (n_col + KP / RB, G). Programs pid < n_col: column block pid of colw = sum_k
+    beta(w) and wsum; program n_col + j: rows r = j*RB .. +RB of V[t, g, n, r] =
+    Vtab[t, w[g, k, n]] (int8, r contiguous: the K-major operand layout of int8 tensor-core
+    GEMMs), in the K-tile order of ``tc_kernel``: r = k (PACKED, zero for k >= K) or
+    r = tap * RT + c with k = tap * CG + c (zero for c >= CG); zero for n >= NG."""
     pid = tl.program_id(0)
     g = tl.program_id(1)
     if pid < n_col:
         _column_sums(qw_ptr, beta_ptr, colw_ptr, wsum_ptr, g, pid, K, NG, NP, CG, KHW, w_off,
                      0, CBN, BK, True)
     else:
-        r = pid - n_col
+        r = (pid - n_col) * RB + tl.arange(0, RB)
         if PACKED:
             k = r
             ok = r < K
@@ -532,15 +533,16 @@ def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
             c = r - tap * RT
             k = tap * CG + c
             ok = (c < CG) & (tap < KHW)
-        kc = tl.minimum(k, K - 1)
+        kc = tl.minimum(k, K - 1)[None, :]
         for n0 in range(0, NP, BN):
             rn = n0 + tl.arange(0, BN)
-            nm = rn < tl.where(ok, NG, 0)
-            widx = _weight_index(qw_ptr, g, kc, rn, nm, NG, CG, KHW, w_off)
-            base = v_ptr + (g * KP + r).to(tl.int64) * NP + rn
+            nm = (rn < NG)[:, None] & ok[None, :]
+            widx = _weight_index(qw_ptr, g, kc, rn[:, None], nm, NG, CG, KHW, w_off)
+            base = v_ptr + (g * NP + rn).to(tl.int64)[:, None] * KP + r[None, :]
             for t in tl.static_range(T):
                 val = tl.load(vtab_ptr + t * CW + widx)
-                tl.store(base + t * v_st, tl.where(nm, val, 0).to(tl.int8), mask=rn < NP)
+                tl.store(base + t * v_st, tl.where(nm, val, 0).to(tl.int8),
+                         mask=(rn < NP)[:, None])
 
 
 # --------------------------------------------------------------------------------------------
