@@ -888,6 +888,54 @@ def sm_count(device: torch.device) -> int:
     return _SMS[key]
 
 
+_SMEM: dict = {}
+
+
+def shared_memory(device: torch.device) -> int:
+    """Bytes of shared memory one Triton program may use (227 KiB on an H100; that figure off
+    CUDA, where only the interpreter runs)."""
+    if device.type != "cuda":
+        return 232448
+    key = device.index if device.index is not None else torch.cuda.current_device()
+    if key not in _SMEM:
+        from triton.runtime import driver
+        _SMEM[key] = int(driver.active.utils.get_device_properties(key)["max_shared_mem"])
+    return _SMEM[key]
+
+
+def tc_term_bytes(BM: int, BN: int, BK: int) -> int:
+    """Shared memory of one GEMM term per pipeline stage of the tensor-core kernel (its A and
+    V tiles, both int8 and K-major)."""
+    return (BM + BN) * BK
+
+
+def tc_launches(classes: list[tuple[int, int]], tmax: int) -> list[list[tuple[int, int]]]:
+    """The scale classes (count, scale) split into launches of at most four classes and
+    ``tmax`` terms (a class may be split: the launches' int64 results are summed)."""
+    launches: list[list[tuple[int, int]]] = []
+    cur: list[tuple[int, int]] = []
+    n = 0
+    for count, scale in classes:
+        while count:
+            if len(cur) == 4 or n == tmax:
+                launches.append(cur)
+                cur, n = [], 0
+            take = min(count, tmax - n)
+            cur.append((take, scale))
+            n += take
+            count -= take
+    if cur or not launches:
+        launches.append(cur)
+    return launches
+
+
+def tc_stages(n_terms: int, term_bytes: int, smem: int, stages: int) -> int:
+    """Pipeline stages of one tensor-core launch: the configured number, fewer when the
+    (stages - 1) buffered K tiles of all its terms would not fit the shared memory."""
+    per = max(n_terms, 1) * term_bytes
+    return max(1, min(stages, 1 + (smem - 8192) // per))
+
+
 def tc_splits(ctas: int, n_kt: int, sms: int) -> int:
     """K splits of the tensor-core kernel: grids of fewer CTAs than twice the SMs get
     split along K (at least 4 K tiles per split) until they fill the card."""
@@ -956,8 +1004,8 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
 
     ``weights``/``cache``/``wkey`` as in :func:`run_lut_conv`. The activation maps are built
     once per call (:func:`tc_activation_maps`); factorisations with more than four scale
-    classes run one launch per four classes (column terms and alpha in the first), summed in
-    int64 and dequantised unfused."""
+    classes, or more terms than the shared memory holds (:func:`tc_launches`), run several
+    launches (column terms and alpha in the first), summed in int64 and dequantised unfused."""
     k = kernels()
     dev = act.t.device
     G, K, Ng = s.G, s.K, s.Ng
@@ -977,9 +1025,9 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
     kt_per = triton_cdiv(n_kt, S)
     S = triton_cdiv(n_kt, kt_per)
     grid[2] = G * S
-    classes = list(df.classes)
     wide = any(K * b >= (1 << 31) for b in df.bound)
-    chunks = [classes[i:i + 4] for i in range(0, len(classes), 4)] or [[]]
+    smem, tb = shared_memory(dev), tc_term_bytes(BM, BN, BK)
+    chunks = tc_launches(list(df.classes), max(1, (smem - 8192) // tb))
     fuse = cargs.dequant and len(chunks) == 1 and S == 1
     out_final = None
     t0 = 0
@@ -1006,7 +1054,7 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
             HAS_ALPHA=df.has_alpha and first, COLS=first, BM=BM, BN=BN, BK=BK,
             DEQUANT=fuse, HAS_BIAS=fuse and cargs.has_bias, WIDE=wide,
             A64=a64, SPLIT=S > 1, PACKED=packed, num_warps=cfg["num_warps"] if BN <= 64 else 8,
-            num_stages=cfg["num_stages"])
+            num_stages=tc_stages(n_terms, tb, smem, cfg["num_stages"]))
         if S > 1:
             out = out.sum(dim=0)
         out_final = out if out_final is None else out_final.add_(out)

@@ -336,8 +336,9 @@ def test_inner_gemm_weight_cache():
 
 @inner
 def test_inner_tensor_core_kernel_in_several_launches():
-    """More than four scale classes: one launch per four classes (column terms in the first),
-    summed, then the unfused dequantisation -- still bit-identical."""
+    """More than four scale classes, or more terms than fit the shared memory: several
+    launches (column terms in the first), summed, then the unfused dequantisation -- still
+    bit-identical."""
     import dataclasses
 
     from axcnn.lut import builtin
@@ -361,14 +362,21 @@ def test_inner_tensor_core_kernel_in_several_launches():
         OC = shape[4]
         s_a, s_w, bias = torch.tensor(0.017), torch.rand(OC, generator=gen) * 0.01, torch.randn(OC)
         want = ref.conv2d_acc(p)
-        for a_index in (False, True):
-            act = tbm.activation_operand(p.qa, p.a_offset, a_index)
-            cargs = tbm.column_args(p.n_a, p.n_w, OC, dev)
-            got = tbm.run_tc_conv(act, p.qw, df6, s, cargs, p.a_offset, p.w_offset)
-            assert torch.equal(got, want), shape
-            cargs = tbm.column_args(p.n_a, p.n_w, OC, dev, s_a, s_w, bias)
-            got = tbm.run_tc_conv(act, p.qw, df6, s, cargs, p.a_offset, p.w_offset)
-            assert torch.equal(got, _dequant_acc(want, s_a, s_w) + bias.view(1, -1, 1, 1))
+        saved = tbm.tc_term_bytes
+        try:
+            for a_index, tiny_smem in ((False, False), (True, False), (False, True)):
+                # tiny_smem: one term per launch, so the one scale class of df is split
+                tbm.tc_term_bytes = (lambda BM, BN, BK: 1 << 40) if tiny_smem else saved
+                d = df if tiny_smem else df6
+                act = tbm.activation_operand(p.qa, p.a_offset, a_index)
+                cargs = tbm.column_args(p.n_a, p.n_w, OC, dev)
+                got = tbm.run_tc_conv(act, p.qw, d, s, cargs, p.a_offset, p.w_offset)
+                assert torch.equal(got, want), shape
+                cargs = tbm.column_args(p.n_a, p.n_w, OC, dev, s_a, s_w, bias)
+                got = tbm.run_tc_conv(act, p.qw, d, s, cargs, p.a_offset, p.w_offset)
+                assert torch.equal(got, _dequant_acc(want, s_a, s_w) + bias.view(1, -1, 1, 1))
+        finally:
+            tbm.tc_term_bytes = saved
 
 
 @inner

@@ -50,3 +50,25 @@ def test_tensor_core_splits():
         for n_kt in range(1, 80):
             S = tc_splits(ctas, n_kt, 132)
             assert S >= 1 and (S == 1 or n_kt // S >= 4), (ctas, n_kt, S)
+
+
+def test_tensor_core_launches_and_stages():
+    from axcnn.ops.triton_backend import tc_launches, tc_stages, tc_term_bytes
+
+    assert tc_launches([], 8) == [[]]
+    assert tc_launches([(5, 1)], 13) == [[(5, 1)]]
+    # more than four classes: a new launch after four
+    six = [(1, s) for s in range(1, 7)]
+    assert tc_launches(six, 13) == [six[:4], six[4:]]
+    # a class larger than the term limit is split; the pieces keep their scale
+    assert tc_launches([(3, 2), (4, 5)], 3) == [[(3, 2)], [(3, 5)], [(1, 5)]]
+    assert tc_launches([(10, 1)], 1) == [[(1, 1)]] * 10
+    for launch in tc_launches([(7, 1), (2, 3), (9, 4)], 5):
+        assert 0 < sum(c for c, _ in launch) <= 5 and len(launch) <= 4
+    # H100 (227 KiB): five terms of 128x128 tiles with BK 64 pipeline in 3 stages, not 4
+    # (measured: 4 stages asked for 232 KiB); one term keeps the configured stages
+    tb = tc_term_bytes(128, 128, 64)
+    assert tc_stages(5, tb, 232448, 4) == 3
+    assert tc_stages(1, tb, 232448, 3) == 3
+    assert tc_stages(13, tb, 232448, 3) == 2 and tc_stages(14, tb, 232448, 3) == 1
+    assert all(tc_stages(t, tb, 101376, 4) >= 1 for t in range(1, 8))
