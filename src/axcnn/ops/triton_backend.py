@@ -92,7 +92,7 @@ CONFIG: dict[str, dict] = {
     "dw": {"BM": 64, "BO": 32, "num_warps": 4, "unroll": 3, "a_index": False},
     "ea_gx": {"BM": 16, "BC": 8, "num_warps": 8},
     "ea_gw": {"BM": 16, "BKK": 8, "num_warps": 8, "programs": 1056},
-    "tc": {"BM": None, "BN": None, "BK": 64, "num_warps": 4, "num_stages": 3, "a_index": False,
+    "tc": {"BM": 64, "BN": None, "BK": 128, "num_warps": 4, "num_stages": 3, "a_index": False,
            "split": True, "packed_below": 16},
 }
 
@@ -867,12 +867,11 @@ def prepare_tc_weights(qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape, 
 
 @functools.lru_cache(maxsize=1024)
 def _tc_plan(Ng: int, n_kt: int, BMc, BNc, BK: int):
-    """(NP, BN, BM, KP) of the tensor-core kernel for one shape and configuration (BM: 64
-    rows for column blocks of up to 64, more programs to hide latency; 128 above; KP: the
-    rows of V, n_kt K tiles of BK)."""
+    """(NP, BN, BM, KP) of the tensor-core kernel for one shape and configuration (BM
+    default 64; KP: the rows of V, n_kt K tiles of BK)."""
     NP = padded_n(Ng, 128 if Ng > 64 else 64)
     BN = BNc or (NP if NP <= 128 else (128 if NP % 128 == 0 else 64))
-    return NP, BN, BMc or (64 if BN <= 64 else 128), n_kt * BK
+    return NP, BN, BMc or 64, n_kt * BK
 
 
 _SMS: dict = {}
