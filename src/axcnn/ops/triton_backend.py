@@ -845,23 +845,20 @@ class DeviceFactorisation:
 def prepare_tc_weights(qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape, NP: int,
                        KP: int, w_off: int, packed: bool, RT: int) -> PreparedWeights:
     """One launch of ``prep_tc_kernel``: V[t, g, n, r] = Vtab_t[w] (int8 (T, G, NP, KP), K
-    contiguous) in the K-tile row order of ``tc_kernel`` (``packed``: flattened taps; else RT rows per tap),
-    zero where a row or column has no weight; colw = sum_k beta(w) and wsum = sum_k w per
-    column."""
+    contiguous) in the K-tile row order of ``tc_kernel`` (``packed``: flattened taps; else RT
+    rows per tap), zero where a row or column has no weight; colw = sum_k beta(w) and wsum =
+    sum_k w per column (the launch's programs add their rows' shares to zeroed sums)."""
     dev = qw.device
-    G, K, Ng = s.G, s.K, s.Ng
+    G = s.G
     T = df.U.shape[0]
-    CW = df.Vtab.shape[1]
-    CBN = 32
     V = (torch.empty if T else torch.zeros)((max(T, 1), G, NP, KP), dtype=torch.int8, device=dev)
-    cols = torch.empty((2, G * NP), dtype=torch.int64, device=dev)
-    n_col = triton_cdiv(NP, CBN)
+    cols = torch.zeros((2, G * NP), dtype=torch.int64, device=dev)
     RB = 32      # KP is a multiple of the K tile (>= 32)
-    if G:
-        kernels().prep_tc_kernel[(n_col + (KP // RB if T else 0), G)](
+    if G and KP:
+        kernels().prep_tc_kernel[(KP // RB, G)](
             qw, df.Vtab if T else _dummy(dev, torch.int8), df.beta, V, cols[0], cols[1],
-            K, KP, Ng, NP, CW, s.Cg, s.kh * s.kw, w_off, G * KP * NP, n_col, RT,
-            T=T, BN=min(NP, 64), CBN=CBN, BK=128, RB=RB, PACKED=packed, num_warps=4)
+            s.K, KP, s.Ng, NP, df.Vtab.shape[1], s.Cg, s.kh * s.kw, w_off, G * KP * NP, RT,
+            T=T, BN=min(NP, 64), RB=RB, PACKED=packed, num_warps=4)
     return PreparedWeights(V, cols[0], cols[1], NP)
 
 

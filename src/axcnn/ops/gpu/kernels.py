@@ -137,14 +137,13 @@ def _weight_index(qw_ptr, g, k, rn, nm, NG, CG, KHW, w_off):
 
 
 @triton.jit
-def _column_sums(qw_ptr, beta_ptr, colw_ptr, wsum_ptr, g, jb, K, NG, NP, CG, KHW, w_off,
-                 cconst, CBN: tl.constexpr, BK: tl.constexpr, HAS_BETA: tl.constexpr):
-    """Column block ``jb`` of group g: colw = cconst + sum_k beta(w) (HAS_BETA), wsum = sum_k w
-    (codes), both int64, zero in the padding columns NG <= n < NP."""
+def _column_sums(qw_ptr, colw_ptr, wsum_ptr, g, jb, K, NG, NP, CG, KHW, cconst,
+                 CBN: tl.constexpr, BK: tl.constexpr):
+    """Column block ``jb`` of group g: colw = cconst and wsum = sum_k w (codes), both int64,
+    zero in the padding columns NG <= n < NP."""
     rn = jb * CBN + tl.arange(0, CBN)
     nm = rn < NG
     sw = tl.zeros((CBN,), dtype=tl.int64)
-    sb = tl.zeros((CBN,), dtype=tl.int64)
     for k0 in range(0, K, BK):
         rk = k0 + tl.arange(0, BK)
         km = rk < K
@@ -153,12 +152,8 @@ def _column_sums(qw_ptr, beta_ptr, colw_ptr, wsum_ptr, g, jb, K, NG, NP, CG, KHW
         m2 = km[:, None] & nm[None, :]
         wq = tl.load(qw_ptr + ((g * NG + rn[None, :]) * CG + c[:, None]) * KHW + tap[:, None],
                      mask=m2, other=0.0)
-        code = wq.to(tl.int32)
-        sw += tl.sum(code, axis=0).to(tl.int64)
-        if HAS_BETA:
-            bv = tl.load(beta_ptr + tl.where(m2, code + w_off, 0))
-            sb += tl.sum(tl.where(m2, bv, 0), axis=0)
-    tl.store(colw_ptr + g * NP + rn, tl.where(nm, cconst + sb, 0), mask=rn < NP)
+        sw += tl.sum(wq.to(tl.int32), axis=0).to(tl.int64)
+    tl.store(colw_ptr + g * NP + rn, tl.where(nm, cconst, 0), mask=rn < NP)
     tl.store(wsum_ptr + g * NP + rn, tl.where(nm, sw, 0), mask=rn < NP)
 
 
@@ -485,8 +480,7 @@ def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, colw_ptr, wsum_ptr,
     pid = tl.program_id(0)
     g = tl.program_id(1)
     if pid < n_col:
-        _column_sums(qw_ptr, lut_ptr, colw_ptr, wsum_ptr, g, pid, K, NG, NP, CG, KHW, w_off,
-                     cconst, CBN, BK, False)
+        _column_sums(qw_ptr, colw_ptr, wsum_ptr, g, pid, K, NG, NP, CG, KHW, cconst, CBN, BK)
     else:
         q = pid - n_col
         if DIRECT:
@@ -508,41 +502,41 @@ def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, colw_ptr, wsum_ptr,
                          mask=vm[:, None] & (rn < NP)[None, :])
 
 
-@triton.jit(do_not_specialize=["K", "KP", "NG", "CG", "KHW", "w_off", "v_st", "n_col", "RT"])
+@triton.jit(do_not_specialize=["K", "KP", "NG", "CG", "KHW", "w_off", "v_st", "RT"])
 def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
-                   K, KP, NG, NP, CW, CG, KHW, w_off, v_st, n_col, RT,
-                   T: tl.constexpr, BN: tl.constexpr, CBN: tl.constexpr, BK: tl.constexpr,
-                   RB: tl.constexpr, PACKED: tl.constexpr):
-    """Grid (n_col + KP / RB, G). Programs pid < n_col: column block pid of colw = sum_k
-    beta(w) and wsum; program n_col + j: rows r = j*RB .. +RB of V[t, g, n, r] =
-    Vtab[t, w[g, k, n]] (int8, r contiguous: the K-major operand layout of int8 tensor-core
-    GEMMs), in the K-tile order of ``tc_kernel``: r = k (PACKED, zero for k >= K) or
-    r = tap * RT + c with k = tap * CG + c (zero for c >= CG); zero for n >= NG."""
-    pid = tl.program_id(0)
+                   K, KP, NG, NP, CW, CG, KHW, w_off, v_st, RT,
+                   T: tl.constexpr, BN: tl.constexpr, RB: tl.constexpr, PACKED: tl.constexpr):
+    """Grid (KP / RB, G): rows r = pid*RB .. +RB of V[t, g, n, r] = Vtab[t, w[g, k, n]] (int8,
+    r contiguous: the K-major operand layout of int8 tensor-core GEMMs), in the K-tile order
+    of ``tc_kernel``: r = k (PACKED, zero for k >= K) or r = tap * RT + c with k = tap * CG + c
+    (zero for c >= CG); zero for n >= NG. The rows' shares of the column sums colw = sum_k
+    beta(w) and wsum = sum_k w (int64, zeroed by the caller) are added atomically (integers:
+    the order does not change the result)."""
     g = tl.program_id(1)
-    if pid < n_col:
-        _column_sums(qw_ptr, beta_ptr, colw_ptr, wsum_ptr, g, pid, K, NG, NP, CG, KHW, w_off,
-                     0, CBN, BK, True)
+    r = tl.program_id(0) * RB + tl.arange(0, RB)
+    if PACKED:
+        k = r
+        ok = r < K
     else:
-        r = (pid - n_col) * RB + tl.arange(0, RB)
-        if PACKED:
-            k = r
-            ok = r < K
-        else:
-            tap = r // RT
-            c = r - tap * RT
-            k = tap * CG + c
-            ok = (c < CG) & (tap < KHW)
-        kc = tl.minimum(k, K - 1)[None, :]
-        for n0 in range(0, NP, BN):
-            rn = n0 + tl.arange(0, BN)
-            nm = (rn < NG)[:, None] & ok[None, :]
-            widx = _weight_index(qw_ptr, g, kc, rn[:, None], nm, NG, CG, KHW, w_off)
-            base = v_ptr + (g * NP + rn).to(tl.int64)[:, None] * KP + r[None, :]
-            for t in tl.static_range(T):
-                val = tl.load(vtab_ptr + t * CW + widx)
-                tl.store(base + t * v_st, tl.where(nm, val, 0).to(tl.int8),
-                         mask=(rn < NP)[:, None])
+        tap = r // RT
+        c = r - tap * RT
+        k = tap * CG + c
+        ok = (c < CG) & (tap < KHW)
+    kc = tl.minimum(k, K - 1)[None, :]
+    for n0 in range(0, NP, BN):
+        rn = n0 + tl.arange(0, BN)
+        nm = (rn < NG)[:, None] & ok[None, :]
+        widx = _weight_index(qw_ptr, g, kc, rn[:, None], nm, NG, CG, KHW, w_off)
+        base = v_ptr + (g * NP + rn).to(tl.int64)[:, None] * KP + r[None, :]
+        for t in tl.static_range(T):
+            val = tl.load(vtab_ptr + t * CW + widx)
+            tl.store(base + t * v_st, tl.where(nm, val, 0).to(tl.int8),
+                     mask=(rn < NP)[:, None])
+        cm = rn < NG
+        wsum = tl.sum(tl.where(nm, widx - w_off, 0), axis=1).to(tl.int64)
+        colw = tl.sum(tl.where(nm, tl.load(beta_ptr + widx), 0), axis=1)
+        tl.atomic_add(wsum_ptr + g * NP + rn, wsum, mask=cm)
+        tl.atomic_add(colw_ptr + g * NP + rn, colw, mask=cm)
 
 
 # --------------------------------------------------------------------------------------------
