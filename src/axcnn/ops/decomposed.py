@@ -132,17 +132,17 @@ def clear_approximations() -> None:
 # cost model
 
 #: cost-model constants, fitted to the CUDA-graph timings of benchmarks/gpu_kernels.py on an
-#: H100 80GB HBM3 (2026-11-26, every ResNet/VGG shape, per-call weight tables; median error
-#: 14 % (tensor-core kernel) / 18 % (LUT kernel), see benchmarks/GPU_NOTES.md run 5); only
-#: their ratios matter for the choice.
+#: H100 80GB HBM3 (2026-11-26, every ResNet/VGG shape, per-call weight tables; the tensor-core
+#: constants refitted in run 6 after the kernel's padded maps and K-major operands, see
+#: benchmarks/GPU_NOTES.md); only their ratios matter for the choice.
 RATES = {
     "lut_tap": 3.05e12,      # MAC/s of the per-tap LUT kernel
     "lut_direct": 0.25e12,   # MAC/s of the direct-gather LUT kernel
     "lut_dw": 0.25e12,       # MAC/s of the depthwise kernel (not measured; direct-like)
     "lut_fixed": 1.0e-5,     # s of GPU time per LUT call beyond the above (two launches)
-    "tc_elem": 1.05e-12,     # s per (activation byte read x N tile) of the TC kernel
-    "tc_mac": 2.58e-14,      # s per padded MAC per int8 GEMM term of the TC kernel
-    "tc_fixed": 4.2e-5,      # s of GPU time per TC call beyond the above (map pass, prep, main)
+    "tc_elem": 4.2e-13,      # s per (activation byte read x N tile) of the TC kernel
+    "tc_mac": 1.17e-14,      # s per padded MAC per int8 GEMM term of the TC kernel
+    "tc_fixed": 3.4e-5,      # s of GPU time per TC call beyond the above (map pass, prep, main)
     "intmm": 1.25e14,        # MAC/s per term of the cuBLAS int8 path (4096^3 GEMM)
     "bytes": 3.45e11,        # B/s for building per-call tables (the LUT kernel's prep launch)
     "fixed": 2.0e-4,         # s of launches and host work per call (host-bound on small layers)

@@ -855,7 +855,7 @@ def prepare_tc_weights(qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape, 
     cols = torch.zeros((2, G * NP), dtype=torch.int64, device=dev)
     RB = 32      # KP is a multiple of the K tile (>= 32)
     if G and KP:
-        kernels().prep_tc_kernel[(KP // RB, G)](
+        kernels().prep_tc_kernel[(KP // RB, NP // min(NP, 64), G)](
             qw, df.Vtab if T else _dummy(dev, torch.int8), df.beta, V, cols[0], cols[1],
             s.K, KP, s.Ng, NP, df.Vtab.shape[1], s.Cg, s.kh * s.kw, w_off, G * KP * NP, RT,
             T=T, BN=min(NP, 64), RB=RB, PACKED=packed, num_warps=4)
@@ -935,7 +935,7 @@ def tc_stages(n_terms: int, term_bytes: int, smem: int, stages: int) -> int:
 def tc_splits(ctas: int, n_kt: int, sms: int) -> int:
     """K splits of the tensor-core kernel: grids of fewer CTAs than twice the SMs get
     split along K (at least 4 K tiles per split) until they fill the card."""
-    if ctas >= 2 * sms or n_kt < 8:
+    if ctas <= 0 or ctas >= 2 * sms or n_kt < 8:
         return 1
     return max(1, min(n_kt // 4, triton_cdiv(2 * sms, ctas)))
 
@@ -983,13 +983,13 @@ def tc_activation_maps(act: ActOperand, df: DeviceFactorisation, s: ConvShape, n
     ral = (torch.empty(npix * s.G, dtype=torch.int64, device=dev) if df.has_alpha
            else _dummy(dev))
     if npix and s.G:
-        BC = min(64, max(2, 1 << max(0, s.Cg - 1).bit_length()))
-        BP = max(16, 2048 // BC)
-        kernels().tc_map_kernel[(triton_cdiv(npix, BP), s.G)](
-            act.t, df.U if T else _dummy(dev, torch.int8), df.alpha, na, maps, rs, ral, npix,
+        BW = min(64, 1 << max(0, WP - 1).bit_length())
+        BC = max(2, min(1 << max(0, s.Cg - 1).bit_length(), 2048 // BW))
+        kernels().tc_map_kernel[(s.B * HP, triton_cdiv(WP, BW), s.G)](
+            act.t, df.U if T else _dummy(dev, torch.int8), df.alpha, na, maps, rs, ral,
             s.C, s.Cg, s.G, s.H, s.W, HP, WP, s.padding[0], s.padding[1], *act.strides,
             act.x_off, a_off, df.U.shape[1], map_st, T=T, HAS_ALPHA=df.has_alpha,
-            CODES=act.codes, BP=BP, BC=BC)
+            CODES=act.codes, BW=BW, BC=BC)
     return TCMaps(maps, rs, ral, HP, WP)
 
 
@@ -1001,7 +1001,9 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
     ``weights``/``cache``/``wkey`` as in :func:`run_lut_conv`. The activation maps are built
     once per call (:func:`tc_activation_maps`); factorisations with more than four scale
     classes, or more terms than the shared memory holds (:func:`tc_launches`), run several
-    launches (column terms and alpha in the first), summed in int64 and dequantised unfused."""
+    launches (column terms and alpha in the first), summed in int64 and dequantised unfused.
+    A launch split along K (:func:`tc_splits`) writes int64 partials that one more kernel
+    sums (and, for a single launch, dequantises: :func:`_split_sum`)."""
     k = kernels()
     dev = act.t.device
     G, K, Ng = s.G, s.K, s.Ng
@@ -1024,7 +1026,7 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
     wide = any(K * b >= (1 << 31) for b in df.bound)
     smem, tb = shared_memory(dev), tc_term_bytes(BM, BN, BK)
     chunks = tc_launches(list(df.classes), max(1, (smem - 8192) // tb))
-    fuse = cargs.dequant and len(chunks) == 1 and S == 1
+    fuse = cargs.dequant and len(chunks) == 1       # dequantised in a kernel epilogue
     out_final = None
     t0 = 0
     for ci, chunk in enumerate(chunks):
@@ -1034,9 +1036,10 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
         n_terms = sum(counts)
         shape, (sb, sn, sl) = _out_layout(s, gemm)
         out = torch.empty((S, *shape) if S > 1 else shape,
-                          dtype=torch.float32 if fuse else torch.int64, device=dev)
+                          dtype=torch.float32 if fuse and S == 1 else torch.int64, device=dev)
         if out.numel() == 0:
-            return out.reshape(shape) if S > 1 else out
+            return torch.empty(shape, dtype=torch.float32 if cargs.dequant else torch.int64,
+                               device=dev)
         Vt = V[t0:t0 + max(n_terms, 1)]
         k.tc_kernel[tuple(grid)](
             am.maps[t0:t0 + max(n_terms, 1)], am.rs, am.ral, Vt, koff, prep.colw, prep.wsum,
@@ -1048,17 +1051,33 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
             out[0].numel() if S > 1 else 0, G,
             T0=counts[0], T1=counts[1], T2=counts[2], T3=counts[3],
             HAS_ALPHA=df.has_alpha and first, COLS=first, BM=BM, BN=BN, BK=BK,
-            DEQUANT=fuse, HAS_BIAS=fuse and cargs.has_bias, WIDE=wide,
+            DEQUANT=fuse and S == 1, HAS_BIAS=fuse and S == 1 and cargs.has_bias, WIDE=wide,
             A64=a64, SPLIT=S > 1, PACKED=packed, num_warps=cfg["num_warps"] if BN <= 64 else 8,
             num_stages=tc_stages(n_terms, tb, smem, cfg["num_stages"]))
         if S > 1:
-            out = out.sum(dim=0)
+            out = _split_sum(out, s, gemm, cargs, prep, NP, fuse)
         out_final = out if out_final is None else out_final.add_(out)
         t0 += n_terms
     if cargs.dequant and not fuse:
         out_final = dequant_torch(out_final, cargs.scale(s.OC),
                                   cargs.bias if cargs.has_bias else None, gemm)
     return out_final
+
+
+def _split_sum(parts: torch.Tensor, s: ConvShape, gemm: bool, cargs: ColumnArgs,
+               prep: PreparedWeights, NP: int, dequant: bool) -> torch.Tensor:
+    """One launch of ``tc_split_sum_kernel``: the S int64 partials of a split launch summed
+    (int64) or summed and dequantised (``dequant``)."""
+    shape, (sb, sn, sl) = _out_layout(s, gemm)
+    out = torch.empty(shape, dtype=torch.float32 if dequant else torch.int64,
+                      device=parts.device)
+    BM, BN = 64, min(64, NP)
+    kernels().tc_split_sum_kernel[(triton_cdiv(s.M, BM), triton_cdiv(s.Ng, BN), s.G)](
+        parts, out, cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, prep.colw, prep.wsum,
+        s.M, s.K, s.Ng, NP, s.OH, s.OW, parts.shape[0], parts[0].numel(), sb, sn, sl,
+        cargs.nw_st, cargs.sw_st, BM=BM, BN=BN, DEQUANT=dequant,
+        HAS_BIAS=dequant and cargs.has_bias, num_warps=4)
+    return out
 
 
 def intmm_gemm(a_idx: torch.Tensor, w_idx: torch.Tensor, df: DeviceFactorisation) -> torch.Tensor:

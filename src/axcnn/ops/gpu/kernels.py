@@ -286,36 +286,37 @@ def dw_kernel(a_ptr, lut_ptr, widx_ptr, koff_ptr, kdy_ptr, kdx_ptr,
                     out_ptr, out_sb, out_sn, out_sl, True, DEQUANT, HAS_BIAS)
 
 
-@triton.jit(do_not_specialize=["NPIX", "H", "W", "HP", "WP", "PH", "PW", "x_off", "a_off",
-                               "map_st"])
-def tc_map_kernel(x_ptr, u_ptr, al_ptr, na_ptr, maps_ptr, rs_ptr, ral_ptr, NPIX, C, CG, G,
+@triton.jit(do_not_specialize=["H", "W", "HP", "WP", "PH", "PW", "x_off", "a_off", "map_st"])
+def tc_map_kernel(x_ptr, u_ptr, al_ptr, na_ptr, maps_ptr, rs_ptr, ral_ptr, C, CG, G,
                   H, W, HP, WP, PH, PW, a_sb, a_sc, a_sh, a_sw, x_off, a_off, R, map_st,
                   T: tl.constexpr, HAS_ALPHA: tl.constexpr, CODES: tl.constexpr,
-                  BP: tl.constexpr, BC: tl.constexpr):
-    """Activation side of the tensor-core kernel, once per call. Grid (pixel blocks, G).
+                  BW: tl.constexpr, BC: tl.constexpr):
+    """Activation side of the tensor-core kernel, once per call. Grid (B*HP, WP blocks, G):
+    program (row, j, g) covers the padded pixels (b, hp, j*BW .. +BW) and group g's channels.
 
     For every pixel of the zero-padded input (B, HP, WP) and every channel of group g, the
     table index v (``pad_idx`` in the border) gives the int8 maps ``maps[t] = U_t[v]``, NHWC
     with plane stride ``map_st``; per padded pixel and group, ``rs`` = sum_c (v - a_off)
     (int32) and, HAS_ALPHA, ``ral`` = sum_c alpha[v] (int64), the row-function sums that the
-    GEMM kernel adds up over the taps of a window."""
-    rp = tl.program_id(0).to(tl.int64) * BP + tl.arange(0, BP)
-    g = tl.program_id(1)
-    pm = rp < NPIX
-    wp = rp % WP
-    rest = rp // WP
-    h = rest % HP - PH
-    b = rest // HP
+    GEMM kernel adds up over the taps of a window. A block runs along a row, so reads of NCHW
+    activations are contiguous (and the NHWC writes too, after Triton's layout change)."""
+    row = tl.program_id(0)
+    g = tl.program_id(2)
+    b = row // HP
+    wp = tl.program_id(1) * BW + tl.arange(0, BW)
+    h = tl.zeros((BW,), dtype=tl.int32) + (row % HP - PH)
+    pm = wp < WP
     w = wp - PW
     inside = pm & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    rp = row.to(tl.int64) * WP + wp
     pad_idx = (a_off - tl.load(na_ptr)).to(tl.int32)
-    s1 = tl.zeros((BP,), dtype=tl.int32)
-    s2 = tl.zeros((BP,), dtype=tl.int64)
+    s1 = tl.zeros((BW,), dtype=tl.int32)
+    s2 = tl.zeros((BW,), dtype=tl.int64)
     for c0 in range(0, CG, BC):
         rc = c0 + tl.arange(0, BC)
         cm = rc < CG
         c = g * CG + rc
-        src = (b * a_sb + h * a_sh + w * a_sw)[:, None] + c[None, :] * a_sc
+        src = (b.to(tl.int64) * a_sb + h * a_sh + w * a_sw)[:, None] + c[None, :] * a_sc
         v = _act_index(x_ptr, src, inside[:, None] & cm[None, :], x_off, pad_idx, CODES)
         sm = pm[:, None] & cm[None, :]
         dst = rp[:, None] * C + c[None, :]
@@ -463,6 +464,36 @@ def tc_kernel(maps_ptr, rs_ptr, ral_ptr, v_ptr, koff_ptr,
                         HAS_BIAS)
 
 
+@triton.jit(do_not_specialize=["M", "OH", "OW", "S", "part_ss", "out_sb", "out_sn", "out_sl",
+                               "nw_st", "sw_st"])
+def tc_split_sum_kernel(part_ptr, out_ptr, na_ptr, nw_ptr, sa_ptr, sw_ptr, bias_ptr, colw_ptr,
+                        wsum_ptr, M, K, NG, NP, OH, OW, S, part_ss, out_sb, out_sn, out_sl,
+                        nw_st, sw_st, BM: tl.constexpr, BN: tl.constexpr,
+                        DEQUANT: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """Grid (M blocks, N blocks, G): the sum of the S int64 partials of a split tensor-core
+    launch (complete accumulators: row and column terms are in split 0), stored as int64 or,
+    DEQUANT, dequantised with the same operations as the fused epilogue."""
+    rm = tl.program_id(0) * BM + tl.arange(0, BM)
+    rn = tl.program_id(1) * BN + tl.arange(0, BN)
+    g = tl.program_id(2)
+    mmask = rm < M
+    cmask = rn < NG
+    L = OH * OW
+    b = rm // L
+    lpos = rm % L
+    col = g * NG + rn
+    off = (b.to(tl.int64)[:, None] * out_sb + col.to(tl.int64)[None, :] * out_sn
+           + lpos.to(tl.int64)[:, None] * out_sl)
+    m2 = mmask[:, None] & cmask[None, :]
+    res = tl.zeros((BM, BN), dtype=tl.int64)
+    for _ in range(0, S):
+        res += tl.load(part_ptr + off, mask=m2, other=0)
+        part_ptr += part_ss
+    _epilogue_store(res, res, b, lpos, mmask, g * NP + rn, col, cmask, K, tl.load(na_ptr),
+                    colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr, sw_ptr, sw_st, bias_ptr,
+                    out_ptr, out_sb, out_sn, out_sl, False, DEQUANT, HAS_BIAS)
+
+
 # --------------------------------------------------------------------------------------------
 # weight-side preparation (one launch per weight tensor; cached by the backends)
 
@@ -506,13 +537,13 @@ def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, colw_ptr, wsum_ptr,
 def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
                    K, KP, NG, NP, CW, CG, KHW, w_off, v_st, RT,
                    T: tl.constexpr, BN: tl.constexpr, RB: tl.constexpr, PACKED: tl.constexpr):
-    """Grid (KP / RB, G): rows r = pid*RB .. +RB of V[t, g, n, r] = Vtab[t, w[g, k, n]] (int8,
+    """Grid (KP / RB, NP / BN, G): rows r = pid*RB .. +RB, columns BN*pid1 .. +BN of V[t, g, n, r] = Vtab[t, w[g, k, n]] (int8,
     r contiguous: the K-major operand layout of int8 tensor-core GEMMs), in the K-tile order
     of ``tc_kernel``: r = k (PACKED, zero for k >= K) or r = tap * RT + c with k = tap * CG + c
     (zero for c >= CG); zero for n >= NG. The rows' shares of the column sums colw = sum_k
     beta(w) and wsum = sum_k w (int64, zeroed by the caller) are added atomically (integers:
     the order does not change the result)."""
-    g = tl.program_id(1)
+    g = tl.program_id(2)
     r = tl.program_id(0) * RB + tl.arange(0, RB)
     if PACKED:
         k = r
@@ -523,20 +554,18 @@ def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
         k = tap * CG + c
         ok = (c < CG) & (tap < KHW)
     kc = tl.minimum(k, K - 1)[None, :]
-    for n0 in range(0, NP, BN):
-        rn = n0 + tl.arange(0, BN)
-        nm = (rn < NG)[:, None] & ok[None, :]
-        widx = _weight_index(qw_ptr, g, kc, rn[:, None], nm, NG, CG, KHW, w_off)
-        base = v_ptr + (g * NP + rn).to(tl.int64)[:, None] * KP + r[None, :]
-        for t in tl.static_range(T):
-            val = tl.load(vtab_ptr + t * CW + widx)
-            tl.store(base + t * v_st, tl.where(nm, val, 0).to(tl.int8),
-                     mask=(rn < NP)[:, None])
-        cm = rn < NG
-        wsum = tl.sum(tl.where(nm, widx - w_off, 0), axis=1).to(tl.int64)
-        colw = tl.sum(tl.where(nm, tl.load(beta_ptr + widx), 0), axis=1)
-        tl.atomic_add(wsum_ptr + g * NP + rn, wsum, mask=cm)
-        tl.atomic_add(colw_ptr + g * NP + rn, colw, mask=cm)
+    rn = tl.program_id(1) * BN + tl.arange(0, BN)
+    nm = (rn < NG)[:, None] & ok[None, :]
+    widx = _weight_index(qw_ptr, g, kc, rn[:, None], nm, NG, CG, KHW, w_off)
+    base = v_ptr + (g * NP + rn).to(tl.int64)[:, None] * KP + r[None, :]
+    for t in tl.static_range(T):
+        val = tl.load(vtab_ptr + t * CW + widx)
+        tl.store(base + t * v_st, tl.where(nm, val, 0).to(tl.int8), mask=(rn < NP)[:, None])
+    cm = rn < NG
+    wsum = tl.sum(tl.where(nm, widx - w_off, 0), axis=1).to(tl.int64)
+    colw = tl.sum(tl.where(nm, tl.load(beta_ptr + widx), 0), axis=1)
+    tl.atomic_add(wsum_ptr + g * NP + rn, wsum, mask=cm)
+    tl.atomic_add(colw_ptr + g * NP + rn, colw, mask=cm)
 
 
 # --------------------------------------------------------------------------------------------
