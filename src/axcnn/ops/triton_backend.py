@@ -983,13 +983,13 @@ def tc_activation_maps(act: ActOperand, df: DeviceFactorisation, s: ConvShape, n
     ral = (torch.empty(npix * s.G, dtype=torch.int64, device=dev) if df.has_alpha
            else _dummy(dev))
     if npix and s.G:
-        BW = min(64, 1 << max(0, WP - 1).bit_length())
-        BC = max(2, min(1 << max(0, s.Cg - 1).bit_length(), 2048 // BW))
-        kernels().tc_map_kernel[(s.B * HP, triton_cdiv(WP, BW), s.G)](
-            act.t, df.U if T else _dummy(dev, torch.int8), df.alpha, na, maps, rs, ral,
+        BC = min(64, max(2, 1 << max(0, s.Cg - 1).bit_length()))
+        BP = max(16, 2048 // BC)
+        kernels().tc_map_kernel[(triton_cdiv(npix, BP), s.G)](
+            act.t, df.U if T else _dummy(dev, torch.int8), df.alpha, na, maps, rs, ral, npix,
             s.C, s.Cg, s.G, s.H, s.W, HP, WP, s.padding[0], s.padding[1], *act.strides,
             act.x_off, a_off, df.U.shape[1], map_st, T=T, HAS_ALPHA=df.has_alpha,
-            CODES=act.codes, BW=BW, BC=BC)
+            CODES=act.codes, BP=BP, BC=BC)
     return TCMaps(maps, rs, ral, HP, WP)
 
 
@@ -1055,7 +1055,7 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
             A64=a64, SPLIT=S > 1, PACKED=packed, num_warps=cfg["num_warps"] if BN <= 64 else 8,
             num_stages=tc_stages(n_terms, tb, smem, cfg["num_stages"]))
         if S > 1:
-            out = _split_sum(out, s, gemm, cargs, prep, NP, fuse)
+            out = _split_sum(out, s, gemm, cargs, fuse)
         out_final = out if out_final is None else out_final.add_(out)
         t0 += n_terms
     if cargs.dequant and not fuse:
@@ -1065,17 +1065,16 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
 
 
 def _split_sum(parts: torch.Tensor, s: ConvShape, gemm: bool, cargs: ColumnArgs,
-               prep: PreparedWeights, NP: int, dequant: bool) -> torch.Tensor:
+               dequant: bool) -> torch.Tensor:
     """One launch of ``tc_split_sum_kernel``: the S int64 partials of a split launch summed
     (int64) or summed and dequantised (``dequant``)."""
-    shape, (sb, sn, sl) = _out_layout(s, gemm)
+    shape, (_, sn, _) = _out_layout(s, gemm)
     out = torch.empty(shape, dtype=torch.float32 if dequant else torch.int64,
                       device=parts.device)
-    BM, BN = 64, min(64, NP)
-    kernels().tc_split_sum_kernel[(triton_cdiv(s.M, BM), triton_cdiv(s.Ng, BN), s.G)](
-        parts, out, cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, prep.colw, prep.wsum,
-        s.M, s.K, s.Ng, NP, s.OH, s.OW, parts.shape[0], parts[0].numel(), sb, sn, sl,
-        cargs.nw_st, cargs.sw_st, BM=BM, BN=BN, DEQUANT=dequant,
+    BLOCK = 1024
+    kernels().tc_split_sum_kernel[(triton_cdiv(out.numel(), BLOCK),)](
+        parts, out, cargs.sa, cargs.sw, cargs.bias, out.numel(), parts.shape[0],
+        parts[0].numel(), sn, s.OC, cargs.sw_st, BLOCK=BLOCK, DEQUANT=dequant,
         HAS_BIAS=dequant and cargs.has_bias, num_warps=4)
     return out
 

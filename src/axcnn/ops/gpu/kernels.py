@@ -286,37 +286,36 @@ def dw_kernel(a_ptr, lut_ptr, widx_ptr, koff_ptr, kdy_ptr, kdx_ptr,
                     out_ptr, out_sb, out_sn, out_sl, True, DEQUANT, HAS_BIAS)
 
 
-@triton.jit(do_not_specialize=["H", "W", "HP", "WP", "PH", "PW", "x_off", "a_off", "map_st"])
-def tc_map_kernel(x_ptr, u_ptr, al_ptr, na_ptr, maps_ptr, rs_ptr, ral_ptr, C, CG, G,
+@triton.jit(do_not_specialize=["NPIX", "H", "W", "HP", "WP", "PH", "PW", "x_off", "a_off",
+                               "map_st"])
+def tc_map_kernel(x_ptr, u_ptr, al_ptr, na_ptr, maps_ptr, rs_ptr, ral_ptr, NPIX, C, CG, G,
                   H, W, HP, WP, PH, PW, a_sb, a_sc, a_sh, a_sw, x_off, a_off, R, map_st,
                   T: tl.constexpr, HAS_ALPHA: tl.constexpr, CODES: tl.constexpr,
-                  BW: tl.constexpr, BC: tl.constexpr):
-    """Activation side of the tensor-core kernel, once per call. Grid (B*HP, WP blocks, G):
-    program (row, j, g) covers the padded pixels (b, hp, j*BW .. +BW) and group g's channels.
+                  BP: tl.constexpr, BC: tl.constexpr):
+    """Activation side of the tensor-core kernel, once per call. Grid (pixel blocks, G).
 
     For every pixel of the zero-padded input (B, HP, WP) and every channel of group g, the
     table index v (``pad_idx`` in the border) gives the int8 maps ``maps[t] = U_t[v]``, NHWC
     with plane stride ``map_st``; per padded pixel and group, ``rs`` = sum_c (v - a_off)
     (int32) and, HAS_ALPHA, ``ral`` = sum_c alpha[v] (int64), the row-function sums that the
-    GEMM kernel adds up over the taps of a window. A block runs along a row, so reads of NCHW
-    activations are contiguous (and the NHWC writes too, after Triton's layout change)."""
-    row = tl.program_id(0)
-    g = tl.program_id(2)
-    b = row // HP
-    wp = tl.program_id(1) * BW + tl.arange(0, BW)
-    h = tl.zeros((BW,), dtype=tl.int32) + (row % HP - PH)
-    pm = wp < WP
+    GEMM kernel adds up over the taps of a window."""
+    rp = tl.program_id(0).to(tl.int64) * BP + tl.arange(0, BP)
+    g = tl.program_id(1)
+    pm = rp < NPIX
+    wp = rp % WP
+    rest = rp // WP
+    h = rest % HP - PH
+    b = rest // HP
     w = wp - PW
     inside = pm & (h >= 0) & (h < H) & (w >= 0) & (w < W)
-    rp = row.to(tl.int64) * WP + wp
     pad_idx = (a_off - tl.load(na_ptr)).to(tl.int32)
-    s1 = tl.zeros((BW,), dtype=tl.int32)
-    s2 = tl.zeros((BW,), dtype=tl.int64)
+    s1 = tl.zeros((BP,), dtype=tl.int32)
+    s2 = tl.zeros((BP,), dtype=tl.int64)
     for c0 in range(0, CG, BC):
         rc = c0 + tl.arange(0, BC)
         cm = rc < CG
         c = g * CG + rc
-        src = (b.to(tl.int64) * a_sb + h * a_sh + w * a_sw)[:, None] + c[None, :] * a_sc
+        src = (b * a_sb + h * a_sh + w * a_sw)[:, None] + c[None, :] * a_sc
         v = _act_index(x_ptr, src, inside[:, None] & cm[None, :], x_off, pad_idx, CODES)
         sm = pm[:, None] & cm[None, :]
         dst = rp[:, None] * C + c[None, :]
@@ -464,34 +463,30 @@ def tc_kernel(maps_ptr, rs_ptr, ral_ptr, v_ptr, koff_ptr,
                         HAS_BIAS)
 
 
-@triton.jit(do_not_specialize=["M", "OH", "OW", "S", "part_ss", "out_sb", "out_sn", "out_sl",
-                               "nw_st", "sw_st"])
-def tc_split_sum_kernel(part_ptr, out_ptr, na_ptr, nw_ptr, sa_ptr, sw_ptr, bias_ptr, colw_ptr,
-                        wsum_ptr, M, K, NG, NP, OH, OW, S, part_ss, out_sb, out_sn, out_sl,
-                        nw_st, sw_st, BM: tl.constexpr, BN: tl.constexpr,
-                        DEQUANT: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """Grid (M blocks, N blocks, G): the sum of the S int64 partials of a split tensor-core
-    launch (complete accumulators: row and column terms are in split 0), stored as int64 or,
-    DEQUANT, dequantised with the same operations as the fused epilogue."""
-    rm = tl.program_id(0) * BM + tl.arange(0, BM)
-    rn = tl.program_id(1) * BN + tl.arange(0, BN)
-    g = tl.program_id(2)
-    mmask = rm < M
-    cmask = rn < NG
-    L = OH * OW
-    b = rm // L
-    lpos = rm % L
-    col = g * NG + rn
-    off = (b.to(tl.int64)[:, None] * out_sb + col.to(tl.int64)[None, :] * out_sn
-           + lpos.to(tl.int64)[:, None] * out_sl)
-    m2 = mmask[:, None] & cmask[None, :]
-    res = tl.zeros((BM, BN), dtype=tl.int64)
+@triton.jit(do_not_specialize=["total", "S", "part_ss", "sn", "OC", "sw_st"])
+def tc_split_sum_kernel(part_ptr, out_ptr, sa_ptr, sw_ptr, bias_ptr, total, S, part_ss, sn, OC,
+                        sw_st, BLOCK: tl.constexpr, DEQUANT: tl.constexpr,
+                        HAS_BIAS: tl.constexpr):
+    """out[i] = sum over the S int64 partials of a split tensor-core launch (complete
+    accumulators: row and column terms are in split 0), element by element over the flat
+    output, stored as int64 or, DEQUANT, dequantised with the fused epilogue's operations
+    (output channel (i // sn) % OC)."""
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = i < total
+    res = tl.zeros((BLOCK,), dtype=tl.int64)
     for _ in range(0, S):
-        res += tl.load(part_ptr + off, mask=m2, other=0)
+        res += tl.load(part_ptr + i, mask=m, other=0)
         part_ptr += part_ss
-    _epilogue_store(res, res, b, lpos, mmask, g * NP + rn, col, cmask, K, tl.load(na_ptr),
-                    colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr, sw_ptr, sw_st, bias_ptr,
-                    out_ptr, out_sb, out_sn, out_sl, False, DEQUANT, HAS_BIAS)
+    if DEQUANT:
+        col = (i // sn) % OC
+        sc = tl.load(sa_ptr).to(tl.float64) * tl.load(sw_ptr + col * sw_st, mask=m,
+                                                      other=0.0).to(tl.float64)
+        y = (res.to(tl.float64) * sc).to(tl.float32)
+        if HAS_BIAS:
+            y = y + tl.load(bias_ptr + col, mask=m, other=0.0)
+        tl.store(out_ptr + i, y, mask=m)
+    else:
+        tl.store(out_ptr + i, res, mask=m)
 
 
 # --------------------------------------------------------------------------------------------
