@@ -932,6 +932,17 @@ def tc_stages(n_terms: int, term_bytes: int, smem: int, stages: int) -> int:
     return max(1, min(stages, 1 + (smem - 8192) // per))
 
 
+#: launches whose first guess did not fit the shared memory (Triton's OutOfResources): the
+#: pipeline stages that did, per launch signature, and the terms per launch, per tile shape
+_TC_STAGES: dict = {}
+_TC_TMAX: dict = {}
+
+
+def _out_of_resources():
+    from triton.runtime.errors import OutOfResources
+    return OutOfResources
+
+
 def tc_splits(ctas: int, n_kt: int, sms: int) -> int:
     """K splits of the tensor-core kernel: grids of fewer CTAs than twice the SMs get
     split along K (at least 4 K tiles per split) until they fill the card."""
@@ -1025,7 +1036,9 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
     grid[2] = G * S
     wide = any(K * b >= (1 << 31) for b in df.bound)
     smem, tb = shared_memory(dev), tc_term_bytes(BM, BN, BK)
-    chunks = tc_launches(list(df.classes), max(1, (smem - 8192) // tb))
+    tile_key = (BM, BN, BK, str(dev))
+    tmax = min(max(1, (smem - 8192) // tb), _TC_TMAX.get(tile_key, 1 << 30))
+    chunks = tc_launches(list(df.classes), tmax)
     fuse = cargs.dequant and len(chunks) == 1       # dequantised in a kernel epilogue
     out_final = None
     t0 = 0
@@ -1041,7 +1054,10 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
             return torch.empty(shape, dtype=torch.float32 if cargs.dequant else torch.int64,
                                device=dev)
         Vt = V[t0:t0 + max(n_terms, 1)]
-        k.tc_kernel[tuple(grid)](
+        key = (tile_key, tuple(counts), packed, wide, fuse and S == 1, S > 1,
+               df.has_alpha and first, first, cfg["num_stages"])
+        stages = _TC_STAGES.get(key) or tc_stages(n_terms, tb, smem, cfg["num_stages"])
+        launch = functools.partial(k.tc_kernel[tuple(grid)],
             am.maps[t0:t0 + max(n_terms, 1)], am.rs, am.ral, Vt, koff, prep.colw, prep.wsum,
             cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, out,
             scales[0], scales[1], scales[2], scales[3],
@@ -1052,8 +1068,23 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
             T0=counts[0], T1=counts[1], T2=counts[2], T3=counts[3],
             HAS_ALPHA=df.has_alpha and first, COLS=first, BM=BM, BN=BN, BK=BK,
             DEQUANT=fuse and S == 1, HAS_BIAS=fuse and S == 1 and cargs.has_bias, WIDE=wide,
-            A64=a64, SPLIT=S > 1, PACKED=packed, num_warps=cfg["num_warps"] if BN <= 64 else 8,
-            num_stages=tc_stages(n_terms, tb, smem, cfg["num_stages"]))
+            A64=a64, SPLIT=S > 1, PACKED=packed, num_warps=cfg["num_warps"] if BN <= 64 else 8)
+        while True:
+            # the stage count is a guess from the tile sizes; a launch that does not fit
+            # the shared memory is retried with fewer stages, then with fewer terms
+            try:
+                launch(num_stages=stages)
+                break
+            except _out_of_resources():
+                if stages > 1:
+                    stages -= 1
+                elif n_terms > 1:
+                    _TC_TMAX[tile_key] = max(1, n_terms // 2)
+                    return run_tc_conv(act, weights, df, s, cargs, a_off, w_off, gemm=gemm,
+                                       cache=cache, wkey=wkey)
+                else:
+                    raise
+        _TC_STAGES[key] = stages
         if S > 1:
             out = _split_sum(out, s, gemm, cargs, fuse)
         out_final = out if out_final is None else out_final.add_(out)

@@ -432,3 +432,56 @@ def test_inner_tensor_core_split_k_and_packed_taps():
     finally:
         tbm.sm_count, tbm.CONFIG["tc"]["split"] = saved_sms, saved_split
         tbm.CONFIG["tc"]["packed_below"] = saved_packed
+
+
+@inner
+def test_inner_tensor_core_launch_retries_when_shared_memory_is_short():
+    """A launch that Triton rejects for its shared memory (OutOfResources, raised before
+    anything runs) is retried with fewer pipeline stages, then with fewer terms per launch;
+    the working choice is remembered, and the result is still bit-identical."""
+    from triton.runtime.errors import OutOfResources
+
+    from axcnn.lut import builtin
+    from axcnn.ops import get_backend
+    from axcnn.ops.decomposed import factorisation_for
+    import axcnn.ops.triton_backend as tbm
+
+    gen = torch.Generator().manual_seed(27)
+    p, lt = _problem(gen, *SHAPES[0], builtin("trunc5", bits=8), False)
+    dev = torch.device("cpu")
+    df = tbm.DeviceFactorisation.build(factorisation_for(lt.table, False).factorisation, dev)
+    assert df.classes == [(6, 1)]
+    want = get_backend("torch").conv2d_acc(p)
+    real = tbm.kernels().tc_kernel
+    tried = []
+
+    class Short:
+        """The tensor-core kernel on a card that fits one stage of at most two terms."""
+
+        def __getitem__(self, grid):
+            def launch(*args, num_stages=3, **kw):
+                tried.append((kw["T0"], num_stages))
+                if num_stages > 1 or kw["T0"] > 2:
+                    raise OutOfResources(300000, 232448, "shared memory")
+                return real[grid](*args, num_stages=num_stages, **kw)
+            return launch
+
+    k = tbm.kernels()
+    k.tc_kernel = Short()
+    s = tbm.ConvShape.of(p)
+    try:
+        act = tbm.activation_operand(p.qa, p.a_offset)
+        cargs = tbm.column_args(p.n_a, p.n_w, s.OC, dev)
+        got = tbm.run_tc_conv(act, p.qw, df, s, cargs, p.a_offset, p.w_offset)
+        assert torch.equal(got, want)
+        # 6 terms: stages 3, 2, 1 fail; 3 terms per launch: 3, 2, 1 fail; then 1 per launch
+        assert tried[:6] == [(6, 3), (6, 2), (6, 1), (3, 3), (3, 2), (3, 1)]
+        assert {t for t, _ in tried[6:]} == {1} and tried[-1] == (1, 1)
+        tried.clear()
+        got = tbm.run_tc_conv(act, p.qw, df, s, cargs, p.a_offset, p.w_offset)
+        assert torch.equal(got, want)
+        assert tried == [(1, 1)] * 6           # remembered: no failed launch the second time
+    finally:
+        k.tc_kernel = real
+        tbm._TC_STAGES.clear()
+        tbm._TC_TMAX.clear()
