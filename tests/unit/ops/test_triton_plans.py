@@ -42,6 +42,8 @@ def test_tensor_core_splits():
     from axcnn.ops.triton_backend import tc_splits
 
     assert tc_splits(264, 72, 132) == 1            # the grid fills the card twice: no split
+    assert tc_splits(256, 9, 132) == 1             # ResNet 64-64@8 (one full wave): no split
+    assert tc_splits(131, 72, 132) == 3            # one CTA short of a wave: split
     assert tc_splits(500, 9, 132) == 1
     assert tc_splits(10, 6, 132) == 1              # too few K tiles to split
     assert tc_splits(32, 72, 132) == 9             # vgg 512-512@2: 32 CTAs -> 288
