@@ -807,7 +807,7 @@ class DeviceFactorisation:
 
     U: torch.Tensor        # int8 (T, R)
     Vtab: torch.Tensor     # int8 (T, CW)
-    alpha: torch.Tensor    # int64 (R,)
+    alpha: torch.Tensor    # (R,): int32 while |alpha| < 2^23 (half the bytes to gather), else int64
     beta: torch.Tensor     # int64 (CW,)
     classes: list[tuple[int, int]]   # (number of terms, scale), in term order
     has_alpha: bool
@@ -1058,8 +1058,8 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
         key = (tile_key, tuple(counts), packed, wide, fuse and S == 1, S > 1,
                df.has_alpha and first, first, cfg["num_stages"])
         stages = _TC_STAGES.get(key) or tc_stages(n_terms, tb, smem, cfg["num_stages"])
-        launch = functools.partial(k.tc_kernel[tuple(grid)],
-            am.maps[t0:t0 + max(n_terms, 1)], am.rs, am.ral, Vt, koff, prep.colw, prep.wsum,
+        launch = functools.partial(
+            k.tc_kernel[tuple(grid)], am.maps[t0:t0 + max(n_terms, 1)], am.rs, am.ral, Vt, koff, prep.colw, prep.wsum,
             cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, out,
             scales[0], scales[1], scales[2], scales[3],
             s.M, K, Ng, NP, KP, am.HP, am.WP, s.C, s.Cg, s.OH, s.OW, s.stride[0], s.stride[1],

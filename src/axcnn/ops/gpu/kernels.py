@@ -29,8 +29,8 @@ dequantisation, so the output is identical. ``n_w`` and ``s_w`` are read with a 
 a scalar or an expanded view).
 
 Kernels:
-- ``nhwc_index_kernel``: float codes NCHW -> uint8 indices NHWC (one pass; the tensor-core
-  path, the error-aware gradients and the tap histograms read these).
+- ``nhwc_index_kernel``: float codes NCHW -> uint8 indices NHWC (one pass; the error-aware
+  gradients and the tap histograms read these, the forward kernels with ``a_index``).
 - ``lut_kernel``: CUDA-core LUT GEMM, int32 accumulators. ``DIRECT=False``: per-tap tables
   T[g, k, v, n] = LUT[v, w[g, k, n]] - mid (int16, built by ``prep_lut_kernel``), so every
   (row, tap) reads one contiguous row of T (vector loads, no bank conflicts); ``DIRECT=True``:
@@ -38,9 +38,11 @@ Kernels:
 - ``dw_kernel``: depthwise / channel-multiplier convolutions (one input channel per group).
 - ``tc_map_kernel`` + ``tc_kernel``: sum_t s_t U_t(A) @ V_t(W) on int8 tensor cores
   (``tl.dot`` int8 -> int32), plus the row function alpha: the decomposed backend's kernel.
-  The map pass writes U_t(a) (int8), alpha(a) and the index per activation in NHWC order;
-  the main kernel's K tiles are channel runs of one tap, read as contiguous bytes. Terms are
-  grouped in up to four scale classes (own accumulators).
+  The map pass writes U_t(a) (int8) of the zero-padded input in NHWC order and per-pixel
+  sums of the codes and of alpha(a); the main kernel's K tiles are channel runs of one tap,
+  read as contiguous bytes without masks, against K-major int8 weight tiles. Terms are
+  grouped in up to four scale classes (own accumulators). ``tc_split_sum_kernel`` sums the
+  partials of a launch split along K (and dequantises).
 - ``prep_lut_kernel`` / ``prep_tc_kernel``: the weight-side operands (per-tap tables, uint8
   weight indices or the int8 maps V_t(W)) and the column vectors, in one launch.
 - ``ea_gx_kernel`` / ``ea_gw_kernel``: error-aware gradients through per-tap tables of the
@@ -532,9 +534,9 @@ def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, colw_ptr, wsum_ptr,
 def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
                    K, KP, NG, NP, CW, CG, KHW, w_off, v_st, RT,
                    T: tl.constexpr, BN: tl.constexpr, RB: tl.constexpr, PACKED: tl.constexpr):
-    """Grid (KP / RB, NP / BN, G): rows r = pid*RB .. +RB, columns BN*pid1 .. +BN of V[t, g, n, r] = Vtab[t, w[g, k, n]] (int8,
-    r contiguous: the K-major operand layout of int8 tensor-core GEMMs), in the K-tile order
-    of ``tc_kernel``: r = k (PACKED, zero for k >= K) or r = tap * RT + c with k = tap * CG + c
+    """Grid (KP / RB, NP / BN, G): rows r = pid0*RB .. +RB and columns n = pid1*BN .. +BN of
+    V[t, g, n, r] = Vtab[t, w[g, k, n]] (int8, r contiguous: the K-major operand layout of int8
+    tensor-core GEMMs), in the K-tile order of ``tc_kernel``: r = k (PACKED, zero for k >= K) or r = tap * RT + c with k = tap * CG + c
     (zero for c >= CG); zero for n >= NG. The rows' shares of the column sums colw = sum_k
     beta(w) and wsum = sum_k w (int64, zeroed by the caller) are added atomically (integers:
     the order does not change the result)."""
