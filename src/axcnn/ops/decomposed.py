@@ -44,7 +44,8 @@ from ..errors import BackendUnavailable
 from .backends import Backend, cache_freed, register_backend
 from .gpu.factor import MAX_RANK, Factorisation, factorise, truncated_svd
 from .problem import IntConvProblem
-from .torch_backend import TorchBackend, output_layout, unfold_codes, weight_codes
+from .torch_backend import (TorchBackend, memo_per_tensors, output_layout, unfold_codes,
+                            weight_codes)
 from .triton_backend import WeightCache
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,6 @@ _BY_TENSOR: dict = {}
 _APPROX: dict[str, tuple[int, Factorisation]] = {}
 
 
-def _table_key(table: torch.Tensor):
-    return (table.data_ptr(), table._version, tuple(table.shape), str(table.device))
-
-
 def _content(table) -> tuple[np.ndarray, str]:
     arr = table.detach().cpu().numpy() if isinstance(table, torch.Tensor) else np.asarray(table)
     arr = np.ascontiguousarray(arr.astype(np.int64))
@@ -81,10 +78,12 @@ def _content(table) -> tuple[np.ndarray, str]:
 def factorisation_for(table: torch.Tensor, signed: bool) -> FactorEntry:
     """The (cached) factorisation entry of a LUT tensor. ``signed``: the table's index offsets
     are 2^(b-1) (needed to know which index is the code 0)."""
-    key = _table_key(table) + (signed,)
-    hit = _BY_TENSOR.get(key)
-    if hit is not None and hit[0]() is table:
-        return hit[1]
+    return memo_per_tensors(_BY_TENSOR, (table,), (tuple(table.shape), str(table.device), signed),
+                            lambda: _entry_for(table, signed), 256, on_clear=cache_freed)
+
+
+def _entry_for(table: torch.Tensor, signed: bool) -> FactorEntry:
+    """The factorisation entry of a table's content (searched once per content)."""
     arr, sha = _content(table)
     entry = _BY_CONTENT.get((sha, signed))
     if entry is None:
@@ -100,10 +99,6 @@ def factorisation_for(table: torch.Tensor, signed: bool) -> FactorEntry:
         _BY_CONTENT[(sha, signed)] = entry
         log.info("LUT %s: %s", sha[:8], f.describe() if f else f"no cheap exact factorisation "
                  f"(error rank {rank})")
-    if len(_BY_TENSOR) > 256:
-        _BY_TENSOR.clear()
-        cache_freed()
-    _BY_TENSOR[key] = (weakref.ref(table), entry)
     return entry
 
 

@@ -31,21 +31,34 @@ CHUNK_ELEMS = 1 << 25
 GATHER_ROWS_PER_LUT_ROW = 4
 
 
+def memo_per_tensors(cache: dict, tensors: tuple, extra: tuple, compute, limit: int,
+                     on_clear=None):
+    """``compute()``, remembered in ``cache`` per identity, storage and version of ``tensors``
+    (plus ``extra``); weak references check that a hit is still the same tensors (a freed
+    tensor's id can come back). Beyond ``limit`` entries the cache is emptied (then
+    ``on_clear()``, e.g. when the values hold device tensors a CUDA graph may read)."""
+    key = tuple((id(t), t.data_ptr(), t._version) for t in tensors) + extra
+    hit = cache.get(key)
+    if hit is not None and all(r() is t for r, t in zip(hit[0], tensors)):
+        return hit[1]
+    value = compute()
+    if len(cache) > limit:
+        cache.clear()
+        if on_clear is not None:
+            on_clear()
+    cache[key] = (tuple(weakref.ref(t) for t in tensors), value)
+    return value
+
+
 _RANGES: dict = {}
 
 
 def table_range(table: torch.Tensor) -> tuple[int, int]:
     """(min, max) of a LUT tensor, read back once per tensor (cached by identity and version,
     so later calls on a GPU do not wait for it)."""
-    key = (id(table), table.data_ptr(), table._version, table.device)
-    hit = _RANGES.get(key)
-    if hit is not None and hit[0]() is table:
-        return hit[1]
-    value = (int(table.min()), int(table.max())) if table.numel() else (0, 0)
-    if len(_RANGES) > 256:
-        _RANGES.clear()
-    _RANGES[key] = (weakref.ref(table), value)
-    return value
+    return memo_per_tensors(
+        _RANGES, (table,), (table.device,),
+        lambda: (int(table.min()), int(table.max())) if table.numel() else (0, 0), 256)
 
 
 def _digits(tp: torch.Tensor, K: int, maxv: int | None = None) -> list[tuple[torch.Tensor, int]]:

@@ -71,7 +71,7 @@ import torch
 
 from .backends import Backend, cache_freed, register_backend
 from .problem import IntConvProblem
-from .torch_backend import TorchBackend, table_range
+from .torch_backend import TorchBackend, memo_per_tensors, table_range
 
 #: per-tap LUT tables up to this size (bytes) are built whole; larger ones are built and used
 #: in chunks of output channels (groups == 1) or, for grouped convs, use the direct kernel
@@ -608,16 +608,8 @@ _LUT16_CACHE: dict = {}
 
 def cached_lut16(table: torch.Tensor) -> tuple[torch.Tensor, int]:
     """lut_table16 of a LUT tensor, cached by identity (layers keep their LUT buffers)."""
-    key = (id(table), table.data_ptr(), table._version, table.shape, table.device)
-    hit = _LUT16_CACHE.get(key)
-    if hit is not None and hit[0]() is table:
-        return hit[1], hit[2]
-    t16, mid = lut_table16(table)
-    if len(_LUT16_CACHE) > 64:
-        _LUT16_CACHE.clear()
-        cache_freed()
-    _LUT16_CACHE[key] = (weakref.ref(table), t16, mid)
-    return t16, mid
+    return memo_per_tensors(_LUT16_CACHE, (table,), (table.shape, table.device),
+                            lambda: lut_table16(table), 64, on_clear=cache_freed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,25 +637,21 @@ def grad_fractions(lut) -> GradFractions | None:
     exactly (tables not made from ``lut.window``). Checked once per table tensor (one read
     back, cached by identity and version like ``table_range``)."""
     ga, gw, table = lut.grad_a, lut.grad_w, lut.table
-    key = (id(ga), id(gw), id(table), ga._version, gw._version, table._version, lut.window)
-    hit = _FRACTIONS.get(key)
-    if hit is not None and hit[0]() is ga and hit[1]() is gw and hit[2]() is table:
-        return hit[3]
-    from ..lut import gradient_fractions
 
-    num_a, den_a, num_w, den_w = (
-        torch.from_numpy(v).to(table.device)
-        for v in gradient_fractions(table.detach().cpu().numpy(), lut.window))
-    fits = (max(int(num_a.abs().max()), int(num_w.abs().max())) <= 32767
-            and torch.equal((num_a / den_a.double()[:, None]).float(), ga)
-            and torch.equal((num_w / den_w.double()[None, :]).float(), gw))
-    value = (GradFractions(num_a.to(torch.int16), den_a.float(), num_w.to(torch.int16),
-                           den_w.float()) if fits else None)
-    if len(_FRACTIONS) > 64:
-        _FRACTIONS.clear()
-        cache_freed()
-    _FRACTIONS[key] = (weakref.ref(ga), weakref.ref(gw), weakref.ref(table), value)
-    return value
+    def compute():
+        from ..lut import gradient_fractions
+
+        num_a, den_a, num_w, den_w = (
+            torch.from_numpy(v).to(table.device)
+            for v in gradient_fractions(table.detach().cpu().numpy(), lut.window))
+        fits = (max(int(num_a.abs().max()), int(num_w.abs().max())) <= 32767
+                and torch.equal((num_a / den_a.double()[:, None]).float(), ga)
+                and torch.equal((num_w / den_w.double()[None, :]).float(), gw))
+        return (GradFractions(num_a.to(torch.int16), den_a.float(), num_w.to(torch.int16),
+                              den_w.float()) if fits else None)
+
+    return memo_per_tensors(_FRACTIONS, (ga, gw, table), (lut.window,), compute, 64,
+                            on_clear=cache_freed)
 
 
 def lut_mode(s: ConvShape, R: int) -> str:
@@ -871,32 +859,33 @@ def _tc_plan(Ng: int, n_kt: int, BMc, BNc, BK: int):
     return NP, BN, BMc or 64, n_kt * BK
 
 
-_SMS: dict = {}
+_DEVICE_PROPS: dict = {}
+
+
+def _device_property(device: torch.device, name: str, off_cuda: int, read) -> int:
+    """A fixed property of a CUDA device (``read(index)``), read once per device; ``off_cuda``
+    elsewhere (only the interpreter runs there)."""
+    if device.type != "cuda":
+        return off_cuda
+    key = (name, device.index if device.index is not None else torch.cuda.current_device())
+    if key not in _DEVICE_PROPS:
+        _DEVICE_PROPS[key] = int(read(key[1]))
+    return _DEVICE_PROPS[key]
 
 
 def sm_count(device: torch.device) -> int:
     """Streaming multiprocessors of a CUDA device (132 on an H100 SXM; 1 off CUDA)."""
-    if device.type != "cuda":
-        return 1
-    key = device.index if device.index is not None else torch.cuda.current_device()
-    if key not in _SMS:
-        _SMS[key] = torch.cuda.get_device_properties(key).multi_processor_count
-    return _SMS[key]
-
-
-_SMEM: dict = {}
+    return _device_property(device, "sms", 1,
+                            lambda i: torch.cuda.get_device_properties(i).multi_processor_count)
 
 
 def shared_memory(device: torch.device) -> int:
     """Bytes of shared memory one Triton program may use (227 KiB on an H100; that figure off
     CUDA, where only the interpreter runs)."""
-    if device.type != "cuda":
-        return 232448
-    key = device.index if device.index is not None else torch.cuda.current_device()
-    if key not in _SMEM:
+    def read(i):
         from triton.runtime import driver
-        _SMEM[key] = int(driver.active.utils.get_device_properties(key)["max_shared_mem"])
-    return _SMEM[key]
+        return driver.active.utils.get_device_properties(i)["max_shared_mem"]
+    return _device_property(device, "smem", 232448, read)
 
 
 def tc_term_bytes(BM: int, BN: int, BK: int) -> int:
@@ -925,11 +914,20 @@ def tc_launches(classes: list[tuple[int, int]], tmax: int) -> list[list[tuple[in
     return launches
 
 
+#: shared memory kept free of pipeline buffers (the kernel's other scratch)
+TC_SMEM_RESERVE = 8192
+
+
+def tc_max_terms(term_bytes: int, smem: int) -> int:
+    """Terms one tensor-core launch may hold: as many as one pipeline stage fits."""
+    return max(1, (smem - TC_SMEM_RESERVE) // term_bytes)
+
+
 def tc_stages(n_terms: int, term_bytes: int, smem: int, stages: int) -> int:
     """Pipeline stages of one tensor-core launch: the configured number, fewer when the
     (stages - 1) buffered K tiles of all its terms would not fit the shared memory."""
     per = max(n_terms, 1) * term_bytes
-    return max(1, min(stages, 1 + (smem - 8192) // per))
+    return max(1, min(stages, 1 + (smem - TC_SMEM_RESERVE) // per))
 
 
 #: launches whose first guess did not fit the shared memory (Triton's OutOfResources): the
@@ -1038,7 +1036,7 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
     wide = any(K * b >= (1 << 31) for b in df.bound)
     smem, tb = shared_memory(dev), tc_term_bytes(BM, BN, BK)
     tile_key = (BM, BN, BK, str(dev))
-    tmax = min(max(1, (smem - 8192) // tb), _TC_TMAX.get(tile_key, 1 << 30))
+    tmax = min(tc_max_terms(tb, smem), _TC_TMAX.get(tile_key, 1 << 30))
     chunks = tc_launches(list(df.classes), tmax)
     fuse = cargs.dequant and len(chunks) == 1       # dequantised in a kernel epilogue
     out_final = None
@@ -1059,8 +1057,8 @@ def run_tc_conv(act: ActOperand, weights, df: DeviceFactorisation, s: ConvShape,
                df.has_alpha and first, first, cfg["num_stages"])
         stages = _TC_STAGES.get(key) or tc_stages(n_terms, tb, smem, cfg["num_stages"])
         launch = functools.partial(
-            k.tc_kernel[tuple(grid)], am.maps[t0:t0 + max(n_terms, 1)], am.rs, am.ral, Vt, koff, prep.colw, prep.wsum,
-            cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, out,
+            k.tc_kernel[tuple(grid)], am.maps[t0:t0 + max(n_terms, 1)], am.rs, am.ral, Vt,
+            koff, prep.colw, prep.wsum, cargs.na, cargs.nw, cargs.sa, cargs.sw, cargs.bias, out,
             scales[0], scales[1], scales[2], scales[3],
             s.M, K, Ng, NP, KP, am.HP, am.WP, s.C, s.Cg, s.OH, s.OW, s.stride[0], s.stride[1],
             s.dilation[0], s.dilation[1], s.kw, s.kh * s.kw, n_kt, n_c, am.maps.shape[1],

@@ -454,15 +454,11 @@ def tc_kernel(maps_ptr, rs_ptr, ral_ptr, v_ptr, koff_ptr,
                 colc = (tl.load(colw_ptr + cidx, mask=cmask, other=0)
                         + na * tl.load(wsum_ptr + cidx, mask=cmask, other=0) + K * na * nwv)
                 res += colc[None, :]
-        _epilogue_store(res, suma.to(tl.int64)[:, None], b, lpos, mmask, g * NP + rn,
-                        g * NG + rn, rn < NG, K, na, colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr,
-                        sw_ptr, sw_st, bias_ptr, out_ptr, out_sb, out_sn, out_sl, False, False,
-                        False)
-    else:
-        _epilogue_store(res, suma.to(tl.int64)[:, None], b, lpos, mmask, g * NP + rn,
-                        g * NG + rn, rn < NG, K, na, colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr,
-                        sw_ptr, sw_st, bias_ptr, out_ptr, out_sb, out_sn, out_sl, COLS, DEQUANT,
-                        HAS_BIAS)
+    # split partials stay int64 and have their column terms already
+    _epilogue_store(res, suma.to(tl.int64)[:, None], b, lpos, mmask, g * NP + rn, g * NG + rn,
+                    rn < NG, K, na, colw_ptr, wsum_ptr, nw_ptr, nw_st, sa_ptr, sw_ptr, sw_st,
+                    bias_ptr, out_ptr, out_sb, out_sn, out_sl, COLS and not SPLIT,
+                    DEQUANT and not SPLIT, HAS_BIAS and not SPLIT)
 
 
 @triton.jit(do_not_specialize=["total", "S", "part_ss", "sn", "OC", "sw_st"])
@@ -536,10 +532,10 @@ def prep_tc_kernel(qw_ptr, vtab_ptr, beta_ptr, v_ptr, colw_ptr, wsum_ptr,
                    T: tl.constexpr, BN: tl.constexpr, RB: tl.constexpr, PACKED: tl.constexpr):
     """Grid (KP / RB, NP / BN, G): rows r = pid0*RB .. +RB and columns n = pid1*BN .. +BN of
     V[t, g, n, r] = Vtab[t, w[g, k, n]] (int8, r contiguous: the K-major operand layout of int8
-    tensor-core GEMMs), in the K-tile order of ``tc_kernel``: r = k (PACKED, zero for k >= K) or r = tap * RT + c with k = tap * CG + c
-    (zero for c >= CG); zero for n >= NG. The rows' shares of the column sums colw = sum_k
-    beta(w) and wsum = sum_k w (int64, zeroed by the caller) are added atomically (integers:
-    the order does not change the result)."""
+    tensor-core GEMMs), in the K-tile order of ``tc_kernel``: r = k (PACKED, zero for k >= K)
+    or r = tap * RT + c with k = tap * CG + c (zero for c >= CG); zero for n >= NG. The
+    rows' shares of the column sums colw = sum_k beta(w) and wsum = sum_k w (int64, zeroed by
+    the caller) are added atomically (integers: the order does not change the result)."""
     g = tl.program_id(2)
     r = tl.program_id(0) * RB + tl.arange(0, RB)
     if PACKED:
