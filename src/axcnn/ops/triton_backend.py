@@ -612,6 +612,16 @@ def cached_lut16(table: torch.Tensor) -> tuple[torch.Tensor, int]:
                             lambda: lut_table16(table), 64, on_clear=cache_freed)
 
 
+_LUT16T_CACHE: dict = {}
+
+
+def transposed_lut16(lut16: torch.Tensor) -> torch.Tensor:
+    """The int16 LUT transposed, (CW, R) contiguous (the per-tap table builder reads one
+    weight value's column as contiguous bytes); cached per int16 LUT tensor."""
+    return memo_per_tensors(_LUT16T_CACHE, (lut16,), (), lambda: lut16.t().contiguous(), 64,
+                            on_clear=cache_freed)
+
+
 # --------------------------------------------------------------------------------------------
 # error-aware gradient tables as int16 numerators
 
@@ -674,7 +684,7 @@ def prepare_lut_weights(qw: torch.Tensor, lut16: torch.Tensor, mid: int, s: Conv
     NP = padded_n(Ng) if NP is None else NP
     R, CW = lut16.shape
     direct = mode == "direct"
-    RB, CBN = 32, 32
+    RB, CBN = 64, 32
     cols = torch.empty((2, G * NP), dtype=torch.int64, device=dev)
     n_col = triton_cdiv(NP, CBN)
     if direct:
@@ -686,7 +696,7 @@ def prepare_lut_weights(qw: torch.Tensor, lut16: torch.Tensor, mid: int, s: Conv
         n_tab = K * n_rb
     if G:
         kernels().prep_lut_kernel[(n_col + n_tab, G)](
-            qw, lut16, tab, cols[0], cols[1], K, Ng, NP, R, CW, s.Cg, s.kh * s.kw, w_off,
+            qw, lut16 if direct else transposed_lut16(lut16), tab, cols[0], cols[1], K, Ng, NP, R, CW, s.Cg, s.kh * s.kw, w_off,
             K * mid, n_col, n_rb, BN=max(16, min(NP, 64)), RB=RB, CBN=CBN, BK=128,
             DIRECT=direct, num_warps=4)
     return PreparedWeights(tab, cols[0], cols[1], NP)
@@ -729,9 +739,12 @@ def run_lut_conv(act: ActOperand, weights, lut16: torch.Tensor, mid: int, s: Con
 
 @functools.lru_cache(maxsize=1024)
 def _lut_plan(M: int, NP: int, G: int, K: int, direct: bool, BMc, BNc):
-    """(BM, BN, grid, ACC64) of the LUT kernel for one shape and configuration."""
+    """(BM, BN, grid, ACC64) of the LUT kernel for one shape and configuration: 64 rows by
+    up to 64 columns unless configured (an H100 sweep over the ResNet-20 shapes: 64 rows beat
+    128 on the 16- and 32-column layers by 12-36 %, and 16 or 32 rows on the 64-column ones
+    by 12-25 %)."""
     BN = BNc or min(NP, 64)
-    BM = BMc or (128 if BN <= 32 else 64)
+    BM = BMc or 64
     return BM, BN, (triton_cdiv(M, BM), NP // BN, G), K * 32768 >= (1 << 31)
 
 
@@ -841,13 +854,27 @@ def prepare_tc_weights(qw: torch.Tensor, df: DeviceFactorisation, s: ConvShape, 
     T = df.U.shape[0]
     V = (torch.empty if T else torch.zeros)((max(T, 1), G, NP, KP), dtype=torch.int8, device=dev)
     cols = torch.zeros((2, G * NP), dtype=torch.int64, device=dev)
-    RB = 32      # KP is a multiple of the K tile (>= 32)
     if G and KP:
-        kernels().prep_tc_kernel[(KP // RB, NP // min(NP, 64), G)](
+        RB, BN = tc_prep_blocks(KP, NP, G, 2 * sm_count(dev))
+        kernels().prep_tc_kernel[(KP // RB, NP // BN, G)](
             qw, df.Vtab if T else _dummy(dev, torch.int8), df.beta, V, cols[0], cols[1],
             s.K, KP, s.Ng, NP, df.Vtab.shape[1], s.Cg, s.kh * s.kw, w_off, G * KP * NP, RT,
-            T=T, BN=min(NP, 64), RB=RB, PACKED=packed, num_warps=4)
+            T=T, BN=BN, RB=RB, PACKED=packed, num_warps=4)
     return PreparedWeights(V, cols[0], cols[1], NP)
+
+
+def tc_prep_blocks(KP: int, NP: int, G: int, min_ctas: int) -> tuple[int, int]:
+    """(RB, BN) of ``prep_tc_kernel``: 32 rows (KP is a multiple of the K tile, >= 32) by up
+    to 64 columns, both made smaller (down to 16) while the grid has fewer than ``min_ctas``
+    programs (a small layer's weights are otherwise built by a few SMs, e.g. 18 programs for
+    ResNet's 64-64@8)."""
+    RB, BN = 32, min(NP, 64)
+    while (KP // RB) * (NP // BN) * G < min_ctas and (BN > 16 or RB > 16):
+        if BN > 16:
+            BN //= 2
+        else:
+            RB //= 2
+    return RB, BN
 
 
 @functools.lru_cache(maxsize=1024)
@@ -978,6 +1005,17 @@ class TCMaps:
     WP: int
 
 
+def tc_map_blocks(pixels: int, Cg: int, sms: int) -> tuple[int, int]:
+    """(BP, BC) of ``tc_map_kernel`` for ``pixels`` padded pixels (times groups) of ``Cg``
+    channels: tiles of 2048 elements, 32 channels by 64 pixels (narrower layers: all their
+    channels, more pixels), or 64 by 32 where that leaves fewer than two programs per SM
+    (e.g. VGG's 512-channel 2x2 layer: 16 us instead of 27 on an H200)."""
+    BC = min(32, max(2, 1 << max(0, Cg - 1).bit_length()))
+    if Cg > 32 and triton_cdiv(pixels, 2048 // BC) < 2 * sms:
+        BC = 64
+    return 2048 // BC, BC
+
+
 def tc_activation_maps(act: ActOperand, df: DeviceFactorisation, s: ConvShape, na: torch.Tensor,
                        a_off: int, slack: int) -> TCMaps:
     """One launch of ``tc_map_kernel`` over the input padded by the convolution's padding
@@ -993,8 +1031,7 @@ def tc_activation_maps(act: ActOperand, df: DeviceFactorisation, s: ConvShape, n
     ral = (torch.empty(npix * s.G, dtype=torch.int64, device=dev) if df.has_alpha
            else _dummy(dev))
     if npix and s.G:
-        BC = min(64, max(2, 1 << max(0, s.Cg - 1).bit_length()))
-        BP = max(16, 2048 // BC)
+        BP, BC = tc_map_blocks(npix * s.G, s.Cg, sm_count(dev))
         kernels().tc_map_kernel[(triton_cdiv(npix, BP), s.G)](
             act.t, df.U if T else _dummy(dev, torch.int8), df.alpha, na, maps, rs, ral, npix,
             s.C, s.Cg, s.G, s.H, s.W, HP, WP, s.padding[0], s.padding[1], *act.strides,

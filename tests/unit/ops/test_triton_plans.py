@@ -6,7 +6,8 @@ every column count up to 600."""
 
 from __future__ import annotations
 
-from axcnn.ops.triton_backend import CONFIG, _lut_plan, _tc_plan, padded_n
+from axcnn.ops.triton_backend import (CONFIG, _lut_plan, _tc_plan, padded_n, tc_map_blocks,
+                                      tc_prep_blocks)
 
 
 def _pow2(n: int) -> bool:
@@ -26,16 +27,37 @@ def _check_columns(ng: int) -> None:
         cfg = CONFIG["direct" if direct else "lut"]
         BM, BN, grid, _ = _lut_plan(1000, NP, 1, 64, direct, cfg["BM"], cfg["BN"])
         assert _pow2(BN) and _pow2(BM) and NP % BN == 0 and grid[1] * BN == NP, (ng, NP, BN)
+        assert grid[0] * BM >= 1000
     assert _pow2(max(16, min(NP, 64)))                     # prep_lut_kernel's BN
     # tensor-core kernel and its weight preparation
     cfg = CONFIG["tc"]
     NPt, BN, BM, KP = _tc_plan(ng, 5, cfg["BM"], cfg["BN"], cfg["BK"])
     assert NPt >= ng and _pow2(BN) and NPt % BN == 0 and KP % cfg["BK"] == 0, (ng, NPt, BN)
-    assert _pow2(min(NPt, 128))                            # prep_tc_kernel's BN
+    for G in (1, 4):
+        RB, BNp = tc_prep_blocks(KP, NPt, G, 264)                 # prep_tc_kernel's blocks
+        assert _pow2(RB) and _pow2(BNp) and KP % RB == 0 and NPt % BNp == 0, (ng, RB, BNp)
     # error-aware kernels take all columns in one block when there are at most 128
     NPe = padded_n(ng, 128)
     if NPe <= 128:
         assert _pow2(NPe) and NPe >= ng, (ng, NPe)
+
+
+def test_tensor_core_weight_prep_fills_the_card():
+    # ResNet 64-64@8: KP = 9 taps x 64 rows, 64 columns: 18 programs of 32 x 64 -> 144 of 16 x 16
+    assert tc_prep_blocks(576, 64, 1, 264) == (16, 16)
+    assert tc_prep_blocks(576, 64, 1, 0) == (32, 64)
+    # vgg 512-512: 4608 rows x 512 columns already make 1152 programs
+    assert tc_prep_blocks(4608, 512, 1, 264) == (32, 64)
+
+
+def test_tensor_core_map_blocks():
+    for cg in range(1, 700):
+        for pixels in (1, 4096, 25600, 10 ** 6):
+            BP, BC = tc_map_blocks(pixels, cg, 132)
+            assert _pow2(BP) and _pow2(BC) and BP * BC == 2048 and BC >= min(cg, 2), (cg, BC)
+    assert tc_map_blocks(256 * 10 * 10, 64, 132) == (64, 32)      # ResNet 64-64@8
+    assert tc_map_blocks(256 * 4 * 4, 512, 132) == (32, 64)       # VGG 512-512@2: few pixels
+    assert tc_map_blocks(256 * 34 * 34, 3, 132) == (512, 4)       # the 3-channel stem
 
 
 def test_tensor_core_splits():

@@ -300,7 +300,10 @@ def tc_map_kernel(x_ptr, u_ptr, al_ptr, na_ptr, maps_ptr, rs_ptr, ral_ptr, NPIX,
     table index v (``pad_idx`` in the border) gives the int8 maps ``maps[t] = U_t[v]``, NHWC
     with plane stride ``map_st``; per padded pixel and group, ``rs`` = sum_c (v - a_off)
     (int32) and, HAS_ALPHA, ``ral`` = sum_c alpha[v] (int64), the row-function sums that the
-    GEMM kernel adds up over the taps of a window."""
+    GEMM kernel adds up over the taps of a window. Tiles are (channels, pixels): Triton lays
+    out each load and store along its contiguous axis, so NCHW inputs are read pixel-wise
+    and the NHWC maps written channel-wise (an H200 sweep: 10-30 % faster than
+    pixel-major tiles, whose NCHW reads were strided)."""
     rp = tl.program_id(0).to(tl.int64) * BP + tl.arange(0, BP)
     g = tl.program_id(1)
     pm = rp < NPIX
@@ -310,6 +313,7 @@ def tc_map_kernel(x_ptr, u_ptr, al_ptr, na_ptr, maps_ptr, rs_ptr, ral_ptr, NPIX,
     b = rest // HP
     w = wp - PW
     inside = pm & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    pix = b * a_sb + h * a_sh + w * a_sw
     pad_idx = (a_off - tl.load(na_ptr)).to(tl.int32)
     s1 = tl.zeros((BP,), dtype=tl.int32)
     s2 = tl.zeros((BP,), dtype=tl.int64)
@@ -317,15 +321,15 @@ def tc_map_kernel(x_ptr, u_ptr, al_ptr, na_ptr, maps_ptr, rs_ptr, ral_ptr, NPIX,
         rc = c0 + tl.arange(0, BC)
         cm = rc < CG
         c = g * CG + rc
-        src = (b * a_sb + h * a_sh + w * a_sw)[:, None] + c[None, :] * a_sc
-        v = _act_index(x_ptr, src, inside[:, None] & cm[None, :], x_off, pad_idx, CODES)
-        sm = pm[:, None] & cm[None, :]
-        dst = rp[:, None] * C + c[None, :]
+        v = _act_index(x_ptr, c[:, None] * a_sc + pix[None, :], cm[:, None] & inside[None, :],
+                       x_off, pad_idx, CODES)
+        sm = cm[:, None] & pm[None, :]
+        dst = rp[None, :] * C + c[:, None]
         for t in tl.static_range(T):
             tl.store(maps_ptr + t * map_st + dst, tl.load(u_ptr + t * R + v), mask=sm)
-        s1 += tl.sum(tl.where(sm, v - a_off, 0), axis=1)
+        s1 += tl.sum(tl.where(sm, v - a_off, 0), axis=0)
         if HAS_ALPHA:
-            s2 += tl.sum(tl.where(sm, tl.load(al_ptr + v), 0).to(tl.int64), axis=1)
+            s2 += tl.sum(tl.where(sm, tl.load(al_ptr + v), 0).to(tl.int64), axis=0)
     tl.store(rs_ptr + rp * G + g, s1, mask=pm)
     if HAS_ALPHA:
         tl.store(ral_ptr + rp * G + g, s2, mask=pm)
@@ -498,9 +502,10 @@ def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, colw_ptr, wsum_ptr,
                     DIRECT: tl.constexpr):
     """Grid (n_col + table programs, G). Programs pid < n_col: column block pid of colw
     (= cconst: a plain LUT has no beta) and wsum. The others build the table of tap k: the
-    per-tap table
-    T[g, k, v, n] = LUT16[v, w[g, k, n]] for one block of RB codes v (program n_col +
-    k * n_rb + v_block) or, DIRECT, the uint8 weight indices (G, K, NP) (program n_col + k)."""
+    per-tap table T[g, k, v, n] = LUT16[v, w[g, k, n]] for one block of RB codes v (program
+    n_col + k * n_rb + v_block; ``lut_ptr`` is the transposed table LUT16^T (CW, R), so each
+    column's RB entries are one contiguous read) or, DIRECT, the uint8 weight indices
+    (G, K, NP) (program n_col + k)."""
     pid = tl.program_id(0)
     g = tl.program_id(1)
     if pid < n_col:
@@ -520,7 +525,7 @@ def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, colw_ptr, wsum_ptr,
             for n0 in range(0, NP, BN):
                 rn = n0 + tl.arange(0, BN)
                 widx = _weight_index(qw_ptr, g, k, rn, rn < NG, NG, CG, KHW, w_off)
-                val = tl.load(lut_ptr + rv[:, None] * CW + widx[None, :], mask=vm[:, None],
+                val = tl.load(lut_ptr + widx[None, :] * R + rv[:, None], mask=vm[:, None],
                               other=0)
                 tl.store(base + rv[:, None] * NP + rn[None, :], val,
                          mask=vm[:, None] & (rn < NP)[None, :])
