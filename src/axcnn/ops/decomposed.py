@@ -127,19 +127,22 @@ def clear_approximations() -> None:
 # cost model
 
 #: cost-model constants, fitted to the CUDA-graph timings of benchmarks/gpu_kernels.py on an
-#: H100 80GB HBM3 (2026-11-26, every ResNet/VGG shape, per-call weight tables; the tensor-core
-#: constants refitted in run 6 after the kernel's padded maps and K-major operands, see
-#: benchmarks/GPU_NOTES.md); only their ratios matter for the choice.
+#: H100 80GB HBM3 (2026-11-26, run 7: every ResNet/VGG shape, per-call weight tables, int64
+#: outputs; see benchmarks/GPU_NOTES.md); only their ratios matter for the choice.
 RATES = {
-    "lut_tap": 3.05e12,      # MAC/s of the per-tap LUT kernel
+    "lut_tap": 3.6e12,       # MAC/s of the per-tap LUT kernel
     "lut_direct": 0.25e12,   # MAC/s of the direct-gather LUT kernel
     "lut_dw": 0.25e12,       # MAC/s of the depthwise kernel (not measured; direct-like)
-    "lut_fixed": 1.0e-5,     # s of GPU time per LUT call beyond the above (two launches)
-    "tc_elem": 4.2e-13,      # s per (activation byte read x N tile) of the TC kernel
-    "tc_mac": 1.17e-14,      # s per padded MAC per int8 GEMM term of the TC kernel
-    "tc_fixed": 3.4e-5,      # s of GPU time per TC call beyond the above (map pass, prep, main)
+    "lut_out": 3.8e-12,      # s per output element of the LUT kernel (its epilogue stores)
+    "lut_fixed": 3.4e-6,     # s of GPU time per LUT call beyond the above (two launches)
+    "bytes": 5.9e11,         # B/s for building per-call tables (the LUT kernel's prep launch)
+    "tc_elem": 3.9e-13,      # s per activation byte read per term and N tile by the TC kernel
+    "tc_mac": 6.2e-15,       # s per padded MAC per int8 GEMM term of the TC kernel
+    "tc_map": 3.2e-13,       # s per padded input element x (terms + 4) of the TC map pass
+    "tc_out": 6.5e-12,       # s per output element of the TC kernel
+    "tc_fixed": 1.14e-5,     # s of GPU time per TC call beyond the above (three launches)
     "intmm": 1.25e14,        # MAC/s per term of the cuBLAS int8 path (4096^3 GEMM)
-    "bytes": 3.45e11,        # B/s for building per-call tables (the LUT kernel's prep launch)
+    "glue": 3.45e11,         # B/s of the torch glue around the cuBLAS int8 path
     "fixed": 2.0e-4,         # s of launches and host work per call (host-bound on small layers)
 }
 
@@ -154,22 +157,25 @@ def predict_seconds(shape, backend: str, n_terms: int = 1, R: int = 256) -> floa
             return macs / RATES["lut_dw"] + RATES["lut_fixed"] + RATES["fixed"]
         NP = padded_n(shape.Ng)
         tbytes = shape.G * shape.K * R * NP * 2
+        fixed = shape.M * shape.OC * RATES["lut_out"] + RATES["lut_fixed"] + RATES["fixed"]
         if tbytes <= TAP_TABLE_MAX or shape.G == 1:
-            return (macs / RATES["lut_tap"] + tbytes / RATES["bytes"] + RATES["lut_fixed"]
-                    + RATES["fixed"])
-        return macs / RATES["lut_direct"] + RATES["lut_fixed"] + RATES["fixed"]
+            return macs / RATES["lut_tap"] + tbytes / RATES["bytes"] + fixed
+        return macs / RATES["lut_direct"] + fixed
     if shape.G == 1 and shape.kh == shape.kw == 1 and shape.H == shape.W == 1 and \
             min(shape.M, shape.K, shape.OC) >= 64:
-        glue = shape.M * shape.K * n_terms * 3 / RATES["bytes"]
+        glue = shape.M * shape.K * n_terms * 3 / RATES["glue"]
         return macs * n_terms / RATES["intmm"] + glue + 2 * RATES["fixed"]
     from .triton_backend import tc_tiles
 
     NP = padded_n(shape.Ng, 128 if shape.Ng > 64 else 64)
     BN = NP if NP <= 128 else 128
     _, BK, _, n_kt = tc_tiles(shape)
-    elems = shape.M * n_kt * BK * shape.G         # activation bytes read per column block
-    return (elems * (NP // BN) * RATES["tc_elem"] + elems * NP * n_terms * RATES["tc_mac"]
-            + RATES["tc_fixed"] + RATES["fixed"])
+    elems = shape.M * n_kt * BK * shape.G         # activation bytes read per term and N tile
+    padded = shape.B * (shape.H + 2 * shape.padding[0]) * (shape.W + 2 * shape.padding[1])
+    return (elems * (NP // BN) * n_terms * RATES["tc_elem"]
+            + elems * NP * n_terms * RATES["tc_mac"]
+            + padded * shape.C * (n_terms + 4) * RATES["tc_map"]
+            + shape.M * shape.OC * RATES["tc_out"] + RATES["tc_fixed"] + RATES["fixed"])
 
 
 # --------------------------------------------------------------------------------------------
