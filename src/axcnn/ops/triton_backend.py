@@ -93,7 +93,7 @@ CONFIG: dict[str, dict] = {
     "ea_gx": {"BM": 16, "BC": 8, "num_warps": 8},
     "ea_gw": {"BM": 16, "BKK": 8, "num_warps": 8, "programs": 1056},
     "tc": {"BM": 64, "BN": None, "BK": 128, "num_warps": 4, "num_stages": 3, "a_index": False,
-           "split": True, "packed_below": 16},
+           "split": True, "packed_below": 16, "map_ch_tiles": 8},
 }
 
 
@@ -1005,15 +1005,16 @@ class TCMaps:
     WP: int
 
 
-def tc_map_blocks(pixels: int, Cg: int, sms: int) -> tuple[int, int]:
-    """(BP, BC) of ``tc_map_kernel`` for ``pixels`` padded pixels (times groups) of ``Cg``
-    channels: tiles of 2048 elements, 32 channels by 64 pixels (narrower layers: all their
-    channels, more pixels), or 64 by 32 where that leaves fewer than two programs per SM
-    (e.g. VGG's 512-channel 2x2 layer: 16 us instead of 27 on an H200)."""
+def tc_map_blocks(pixels: int, Cg: int, sms: int) -> tuple[int, int, bool]:
+    """(BP, BC, channel tiles) of ``tc_map_kernel`` for ``pixels`` padded pixels (times
+    groups) of ``Cg`` channels: tiles of 2048 elements, 32 channels by 64 pixels (narrower
+    layers: all their channels, more pixels), or 64 by 32 where that leaves fewer than two
+    programs per SM (e.g. VGG's 512-channel 2x2 layer: 16 us instead of 27 on an H200);
+    (channels, pixels) tiles from CONFIG["tc"]["map_ch_tiles"] channels up."""
     BC = min(32, max(2, 1 << max(0, Cg - 1).bit_length()))
     if Cg > 32 and triton_cdiv(pixels, 2048 // BC) < 2 * sms:
         BC = 64
-    return 2048 // BC, BC
+    return 2048 // BC, BC, Cg >= CONFIG["tc"]["map_ch_tiles"]
 
 
 def tc_activation_maps(act: ActOperand, df: DeviceFactorisation, s: ConvShape, na: torch.Tensor,
@@ -1031,12 +1032,12 @@ def tc_activation_maps(act: ActOperand, df: DeviceFactorisation, s: ConvShape, n
     ral = (torch.empty(npix * s.G, dtype=torch.int64, device=dev) if df.has_alpha
            else _dummy(dev))
     if npix and s.G:
-        BP, BC = tc_map_blocks(npix * s.G, s.Cg, sm_count(dev))
+        BP, BC, ch_tiles = tc_map_blocks(npix * s.G, s.Cg, sm_count(dev))
         kernels().tc_map_kernel[(triton_cdiv(npix, BP), s.G)](
             act.t, df.U if T else _dummy(dev, torch.int8), df.alpha, na, maps, rs, ral, npix,
             s.C, s.Cg, s.G, s.H, s.W, HP, WP, s.padding[0], s.padding[1], *act.strides,
             act.x_off, a_off, df.U.shape[1], map_st, T=T, HAS_ALPHA=df.has_alpha,
-            CODES=act.codes, BP=BP, BC=BC)
+            CODES=act.codes, CH_TILES=ch_tiles, BP=BP, BC=BC)
     return TCMaps(maps, rs, ral, HP, WP)
 
 

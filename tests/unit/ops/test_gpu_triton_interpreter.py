@@ -398,6 +398,7 @@ def test_inner_tensor_core_split_k_and_packed_taps():
     dev = torch.device("cpu")
     saved_sms, saved_split = tbm.sm_count, tbm.CONFIG["tc"]["split"]
     saved_packed = tbm.CONFIG["tc"]["packed_below"]
+    saved_tiles = tbm.CONFIG["tc"]["map_ch_tiles"]
     tbm.sm_count = lambda device: 64          # pretend a big card: every test grid is small
     try:
         for lut_name, signed in (("trunc5", False), ("drum4", False), ("exact", True)):
@@ -419,9 +420,11 @@ def test_inner_tensor_core_split_k_and_packed_taps():
                 want = ref.conv2d_acc(p)
                 want_f = _dequant_acc(want, s_a, s_w) + bias.view(1, -1, 1, 1)
                 act = tbm.activation_operand(p.qa, p.a_offset)
-                for split, packed_below in ((False, 0), (True, 0), (False, 1000), (True, 1000)):
+                for split, packed_below, ch_tiles in ((False, 0, 0), (True, 0, 1000),
+                                                      (False, 1000, 1000), (True, 1000, 0)):
                     tbm.CONFIG["tc"]["split"] = split
                     tbm.CONFIG["tc"]["packed_below"] = packed_below
+                    tbm.CONFIG["tc"]["map_ch_tiles"] = ch_tiles     # both map tile layouts
                     for d in variants:
                         cargs = tbm.column_args(p.n_a, p.n_w, OC, dev)
                         got = tbm.run_tc_conv(act, p.qw, d, s, cargs, p.a_offset, p.w_offset)
@@ -432,6 +435,7 @@ def test_inner_tensor_core_split_k_and_packed_taps():
     finally:
         tbm.sm_count, tbm.CONFIG["tc"]["split"] = saved_sms, saved_split
         tbm.CONFIG["tc"]["packed_below"] = saved_packed
+        tbm.CONFIG["tc"]["map_ch_tiles"] = saved_tiles
 
 
 @inner

@@ -293,17 +293,19 @@ def dw_kernel(a_ptr, lut_ptr, widx_ptr, koff_ptr, kdy_ptr, kdx_ptr,
 def tc_map_kernel(x_ptr, u_ptr, al_ptr, na_ptr, maps_ptr, rs_ptr, ral_ptr, NPIX, C, CG, G,
                   H, W, HP, WP, PH, PW, a_sb, a_sc, a_sh, a_sw, x_off, a_off, R, map_st,
                   T: tl.constexpr, HAS_ALPHA: tl.constexpr, CODES: tl.constexpr,
-                  BP: tl.constexpr, BC: tl.constexpr):
+                  CH_TILES: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
     """Activation side of the tensor-core kernel, once per call. Grid (pixel blocks, G).
 
     For every pixel of the zero-padded input (B, HP, WP) and every channel of group g, the
     table index v (``pad_idx`` in the border) gives the int8 maps ``maps[t] = U_t[v]``, NHWC
     with plane stride ``map_st``; per padded pixel and group, ``rs`` = sum_c (v - a_off)
     (int32) and, HAS_ALPHA, ``ral`` = sum_c alpha[v] (int64), the row-function sums that the
-    GEMM kernel adds up over the taps of a window. Tiles are (channels, pixels): Triton lays
-    out each load and store along its contiguous axis, so NCHW inputs are read pixel-wise
-    and the NHWC maps written channel-wise (an H200 sweep: 10-30 % faster than
-    pixel-major tiles, whose NCHW reads were strided)."""
+    GEMM kernel adds up over the taps of a window. CH_TILES: tiles are (channels, pixels);
+    Triton lays out each load and store along its contiguous axis, so NCHW inputs are read
+    pixel-wise and the NHWC maps written channel-wise (an H200 sweep: 10-30 % faster than
+    (pixels, channels) tiles, whose NCHW reads are strided, from 32 channels up); else
+    (pixels, channels) tiles (layers of a few channels, where a channel row is mostly
+    padding)."""
     rp = tl.program_id(0).to(tl.int64) * BP + tl.arange(0, BP)
     g = tl.program_id(1)
     pm = rp < NPIX
@@ -321,15 +323,22 @@ def tc_map_kernel(x_ptr, u_ptr, al_ptr, na_ptr, maps_ptr, rs_ptr, ral_ptr, NPIX,
         rc = c0 + tl.arange(0, BC)
         cm = rc < CG
         c = g * CG + rc
-        v = _act_index(x_ptr, c[:, None] * a_sc + pix[None, :], cm[:, None] & inside[None, :],
-                       x_off, pad_idx, CODES)
-        sm = cm[:, None] & pm[None, :]
-        dst = rp[None, :] * C + c[:, None]
+        if CH_TILES:
+            v = _act_index(x_ptr, c[:, None] * a_sc + pix[None, :],
+                           cm[:, None] & inside[None, :], x_off, pad_idx, CODES)
+            sm = cm[:, None] & pm[None, :]
+            dst = rp[None, :] * C + c[:, None]
+        else:
+            v = _act_index(x_ptr, pix[:, None] + c[None, :] * a_sc,
+                           inside[:, None] & cm[None, :], x_off, pad_idx, CODES)
+            sm = pm[:, None] & cm[None, :]
+            dst = rp[:, None] * C + c[None, :]
         for t in tl.static_range(T):
             tl.store(maps_ptr + t * map_st + dst, tl.load(u_ptr + t * R + v), mask=sm)
-        s1 += tl.sum(tl.where(sm, v - a_off, 0), axis=0)
+        s1 += tl.sum(tl.where(sm, v - a_off, 0), axis=0 if CH_TILES else 1)
         if HAS_ALPHA:
-            s2 += tl.sum(tl.where(sm, tl.load(al_ptr + v), 0).to(tl.int64), axis=0)
+            s2 += tl.sum(tl.where(sm, tl.load(al_ptr + v), 0).to(tl.int64),
+                         axis=0 if CH_TILES else 1)
     tl.store(rs_ptr + rp * G + g, s1, mask=pm)
     if HAS_ALPHA:
         tl.store(ral_ptr + rp * G + g, s2, mask=pm)
