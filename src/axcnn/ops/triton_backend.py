@@ -741,8 +741,8 @@ def run_lut_conv(act: ActOperand, weights, lut16: torch.Tensor, mid: int, s: Con
 def _lut_plan(M: int, NP: int, G: int, K: int, direct: bool, BMc, BNc):
     """(BM, BN, grid, ACC64) of the LUT kernel for one shape and configuration: 64 rows by
     up to 64 columns unless configured (an H100 sweep over the ResNet-20 shapes: 64 rows beat
-    128 on the 16- and 32-column layers by 12-36 %, and 16 or 32 rows on the 64-column ones
-    by 12-25 %)."""
+    128 on the 16- and 32-column layers by 12-36 %, and 16 rows on the 64-column ones by
+    14-27 %)."""
     BN = BNc or min(NP, 64)
     BM = BMc or 64
     return BM, BN, (triton_cdiv(M, BM), NP // BN, G), K * 32768 >= (1 << 31)
