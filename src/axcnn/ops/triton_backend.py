@@ -682,7 +682,7 @@ def prepare_lut_weights(qw: torch.Tensor, lut16: torch.Tensor, mid: int, s: Conv
     dev = qw.device
     G, K, Ng = s.G, s.K, s.Ng
     NP = padded_n(Ng) if NP is None else NP
-    R, CW = lut16.shape
+    R = lut16.shape[0]
     direct = mode == "direct"
     RB, CBN = 64, 32
     cols = torch.empty((2, G * NP), dtype=torch.int64, device=dev)
@@ -695,8 +695,9 @@ def prepare_lut_weights(qw: torch.Tensor, lut16: torch.Tensor, mid: int, s: Conv
         n_rb = triton_cdiv(R, RB)
         n_tab = K * n_rb
     if G:
+        lut_t = _dummy(dev, torch.int16) if direct else transposed_lut16(lut16)
         kernels().prep_lut_kernel[(n_col + n_tab, G)](
-            qw, lut16 if direct else transposed_lut16(lut16), tab, cols[0], cols[1], K, Ng, NP, R, CW, s.Cg, s.kh * s.kw, w_off,
+            qw, lut_t, tab, cols[0], cols[1], K, Ng, NP, R, s.Cg, s.kh * s.kw, w_off,
             K * mid, n_col, n_rb, BN=max(16, min(NP, 64)), RB=RB, CBN=CBN, BK=128,
             DIRECT=direct, num_warps=4)
     return PreparedWeights(tab, cols[0], cols[1], NP)

@@ -54,7 +54,7 @@ def test_tensor_core_map_blocks():
     for cg in range(1, 700):
         for pixels in (1, 4096, 25600, 10 ** 6):
             BP, BC, _ = tc_map_blocks(pixels, cg, 132)
-            assert _pow2(BP) and _pow2(BC) and BP * BC == 2048 and BC >= min(cg, 2), (cg, BC)
+            assert _pow2(BP) and _pow2(BC) and BP * BC == 2048 and BC >= min(cg, 32), (cg, BC)
     assert tc_map_blocks(256 * 10 * 10, 64, 132) == (64, 32, True)     # ResNet 64-64@8
     assert tc_map_blocks(256 * 4 * 4, 512, 132) == (32, 64, True)      # VGG 512-512@2
     assert tc_map_blocks(256 * 34 * 34, 3, 132) == (512, 4, False)     # the 3-channel stem

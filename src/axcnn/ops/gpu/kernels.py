@@ -506,15 +506,15 @@ def tc_split_sum_kernel(part_ptr, out_ptr, sa_ptr, sw_ptr, bias_ptr, total, S, p
 
 @triton.jit(do_not_specialize=["K", "NG", "CG", "KHW", "w_off", "cconst", "n_col", "n_rb"])
 def prep_lut_kernel(qw_ptr, lut_ptr, t_ptr, colw_ptr, wsum_ptr,
-                    K, NG, NP, R, CW, CG, KHW, w_off, cconst, n_col, n_rb,
+                    K, NG, NP, R, CG, KHW, w_off, cconst, n_col, n_rb,
                     BN: tl.constexpr, RB: tl.constexpr, CBN: tl.constexpr, BK: tl.constexpr,
                     DIRECT: tl.constexpr):
     """Grid (n_col + table programs, G). Programs pid < n_col: column block pid of colw
     (= cconst: a plain LUT has no beta) and wsum. The others build the table of tap k: the
     per-tap table T[g, k, v, n] = LUT16[v, w[g, k, n]] for one block of RB codes v (program
-    n_col + k * n_rb + v_block; ``lut_ptr`` is the transposed table LUT16^T (CW, R), so each
-    column's RB entries are one contiguous read) or, DIRECT, the uint8 weight indices
-    (G, K, NP) (program n_col + k)."""
+    n_col + k * n_rb + v_block; ``lut_ptr`` is the transposed table LUT16^T, R entries per
+    weight value, so each column's RB entries are one contiguous read) or, DIRECT, the uint8
+    weight indices (G, K, NP) (program n_col + k; ``lut_ptr`` is not read)."""
     pid = tl.program_id(0)
     g = tl.program_id(1)
     if pid < n_col:
