@@ -23,7 +23,7 @@ from torch import nn
 from ..fileio import atomic_path
 from ..ops.functional import quantize_weight
 from ..ops.problem import ConvGeometry, IntConvProblem
-from ..ops.torch_backend import CHUNK_ELEMS, unfold_codes, weight_codes
+from ..ops.torch_backend import unfold_codes, weight_codes
 from ..quant import quantize
 
 
@@ -41,7 +41,12 @@ def _gpu_tap_histogram(qa, qw, geometry, a_bits, a_off, n_a):
 
 def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry,
                       a_bits: int, w_bits: int, signed: bool, n_a: float) -> torch.Tensor:
-    """int64 (OC, 2^a, 2^w) counts of the code pairs a quantized conv multiplies."""
+    """int64 (OC, 2^a, 2^w) counts of the code pairs a quantized conv multiplies.
+
+    With ha[g, k, v] the count of activation code v at tap k of group g (all positions),
+    out[g, o, v, c] = sum_k ha[g, k, v] [w[g, k, o] == c]: the product of a one-hot matrix
+    (one entry per tap and output channel) with the tap histograms, computed as one sparse
+    float64 matrix product (integer sums far below 2^53: exact)."""
     p = IntConvProblem(qa, qw, n_a, torch.zeros(qw.shape[0], device=qw.device), geometry)
     a_off = (1 << (a_bits - 1)) if signed else 0
     w_off = (1 << (w_bits - 1)) if signed else 0
@@ -54,19 +59,21 @@ def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry
         a = (unfold_codes(p) + a_off).to(torch.int64)      # (M, G, K)
         tap = torch.arange(G * K, device=dev).view(1, G, K) * R
         ha = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
-    out = torch.zeros(G * Ng * R * Cw, dtype=torch.int64, device=dev)
-    step = max(1, CHUNK_ELEMS // max(1, G * K * R))
-    for n0 in range(0, Ng, step):
-        n1 = min(Ng, n0 + step)
-        nc = n1 - n0
-        g_idx = torch.arange(G, device=dev).view(G, 1, 1, 1)
-        o_idx = torch.arange(n0, n1, device=dev).view(1, 1, nc, 1)
-        v_idx = torch.arange(R, device=dev).view(1, 1, 1, R)
-        w_sel = w[:, :, n0:n1].unsqueeze(-1)                               # (G, K, nc, 1)
-        flat = (((g_idx * Ng + o_idx) * R + v_idx) * Cw + w_sel)         # (G, K, nc, R)
-        src = ha.unsqueeze(2).expand(G, K, nc, R)
-        out.index_add_(0, flat.reshape(-1), src.reshape(-1))
-    return out.view(G * Ng, R, Cw)
+    # one-hot rows (g, o, c = w[g, k, o]) x columns (g, k), nnz = G*K*Ng, each (row, column)
+    # once; sorted here, so the matrix is marked coalesced (on CUDA, coalescing would wait
+    # for the device to count the distinct entries)
+    g_idx = torch.arange(G, device=dev).view(G, 1, 1)
+    o_idx = torch.arange(Ng, device=dev).view(1, 1, Ng)
+    k_idx = torch.arange(K, device=dev).view(1, K, 1)
+    rows = ((g_idx * Ng + o_idx) * Cw + w).reshape(-1)
+    cols = (g_idx * K + k_idx).expand(G, K, Ng).reshape(-1)
+    order = torch.argsort(rows * (G * K) + cols)
+    onehot = torch.sparse_coo_tensor(torch.stack([rows[order], cols[order]]),
+                                     torch.ones(rows.numel(), dtype=torch.float64, device=dev),
+                                     (G * Ng * Cw, G * K), check_invariants=False,
+                                     is_coalesced=True)
+    out = torch.sparse.mm(onehot, ha.reshape(G * K, R).to(torch.float64))   # (G*Ng*Cw, R)
+    return out.view(G * Ng, Cw, R).transpose(1, 2).to(torch.int64).contiguous()
 
 
 class OperandRecorder:
