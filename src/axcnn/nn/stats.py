@@ -23,7 +23,7 @@ from torch import nn
 from ..fileio import atomic_path
 from ..ops.functional import quantize_weight
 from ..ops.problem import ConvGeometry, IntConvProblem
-from ..ops.torch_backend import unfold_codes, weight_codes
+from ..ops.torch_backend import CHUNK_ELEMS, unfold_codes, weight_codes
 from ..quant import quantize
 
 
@@ -45,8 +45,8 @@ def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry
 
     With ha[g, k, v] the count of activation code v at tap k of group g (all positions),
     out[g, o, v, c] = sum_k ha[g, k, v] [w[g, k, o] == c]: the product of a one-hot matrix
-    (one entry per tap and output channel) with the tap histograms, computed as one sparse
-    float64 matrix product (integer sums far below 2^53: exact)."""
+    (one entry per tap and output channel) with the tap histograms, computed as sparse float64
+    matrix products (integer sums far below 2^53: exact), one per chunk of output channels."""
     p = IntConvProblem(qa, qw, n_a, torch.zeros(qw.shape[0], device=qw.device), geometry)
     a_off = (1 << (a_bits - 1)) if signed else 0
     w_off = (1 << (w_bits - 1)) if signed else 0
@@ -59,21 +59,28 @@ def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry
         a = (unfold_codes(p) + a_off).to(torch.int64)      # (M, G, K)
         tap = torch.arange(G * K, device=dev).view(1, G, K) * R
         ha = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
-    # one-hot rows (g, o, c = w[g, k, o]) x columns (g, k), nnz = G*K*Ng, each (row, column)
-    # once; sorted here, so the matrix is marked coalesced (on CUDA, coalescing would wait
-    # for the device to count the distinct entries)
+    # one-hot rows (g, o, c = w[g, k, o]) x columns (g, k), one entry per tap and output
+    # channel, each (row, column) once; sorted here, so the matrix is marked coalesced (on CUDA,
+    # coalescing would wait for the device to count the distinct entries). Output channels
+    # go in chunks that bound the float64 product to CHUNK_ELEMS elements.
+    ha = ha.reshape(G * K, R).to(torch.float64)
+    out = torch.empty((G, Ng, R, Cw), dtype=torch.int64, device=dev)
+    step = max(1, CHUNK_ELEMS // (G * Cw * R))
     g_idx = torch.arange(G, device=dev).view(G, 1, 1)
-    o_idx = torch.arange(Ng, device=dev).view(1, 1, Ng)
     k_idx = torch.arange(K, device=dev).view(1, K, 1)
-    rows = ((g_idx * Ng + o_idx) * Cw + w).reshape(-1)
-    cols = (g_idx * K + k_idx).expand(G, K, Ng).reshape(-1)
-    order = torch.argsort(rows * (G * K) + cols)
-    onehot = torch.sparse_coo_tensor(torch.stack([rows[order], cols[order]]),
-                                     torch.ones(rows.numel(), dtype=torch.float64, device=dev),
-                                     (G * Ng * Cw, G * K), check_invariants=False,
-                                     is_coalesced=True)
-    out = torch.sparse.mm(onehot, ha.reshape(G * K, R).to(torch.float64))   # (G*Ng*Cw, R)
-    return out.view(G * Ng, Cw, R).transpose(1, 2).to(torch.int64).contiguous()
+    for n0 in range(0, Ng, step):
+        n1 = min(Ng, n0 + step)
+        nc = n1 - n0
+        o_idx = torch.arange(nc, device=dev).view(1, 1, nc)
+        rows = ((g_idx * nc + o_idx) * Cw + w[:, :, n0:n1]).reshape(-1)
+        cols = (g_idx * K + k_idx).expand(G, K, nc).reshape(-1)
+        order = torch.argsort(rows * (G * K) + cols)
+        onehot = torch.sparse_coo_tensor(
+            torch.stack([rows[order], cols[order]]),
+            torch.ones(rows.numel(), dtype=torch.float64, device=dev), (G * nc * Cw, G * K),
+            check_invariants=False, is_coalesced=True)
+        out[:, n0:n1] = torch.sparse.mm(onehot, ha).view(G, nc, Cw, R).transpose(2, 3)
+    return out.view(G * Ng, R, Cw)
 
 
 class OperandRecorder:

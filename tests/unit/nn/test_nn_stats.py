@@ -167,3 +167,22 @@ def test_total_needs_one_format():
         model(x)
     with pytest.raises(ValueError):
         rec.total()
+
+
+def test_histogram_chunks_over_output_channels(monkeypatch):
+    """Chunks of output channels (down to one per product) give the same counts, grouped
+    convs included."""
+    import axcnn.nn.stats as stats
+    from axcnn.ops.problem import ConvGeometry
+
+    gen = torch.Generator().manual_seed(5)
+    for G, signed in ((1, False), (3, True)):
+        qa = torch.randint(0, 16, (2, 6, 5, 5), generator=gen).float() - (8 if signed else 0)
+        qw = torch.randint(0, 16, (9, 6 // G, 3, 3), generator=gen).float() - (8 if signed else 0)
+        geo = ConvGeometry((1, 1), (1, 1), (1, 1), G)
+        whole = stats.operand_histogram(qa, qw, geo, 4, 4, signed, 0.0)
+        for elems in (1, 16 * 16 * G * 2):
+            monkeypatch.setattr(stats, "CHUNK_ELEMS", elems)
+            assert torch.equal(stats.operand_histogram(qa, qw, geo, 4, 4, signed, 0.0), whole)
+        assert int(whole.sum()) == 2 * 25 * 9 * (6 // G) * 9
+
