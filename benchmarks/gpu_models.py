@@ -7,7 +7,9 @@ device (no data loading), in one run on one card:
   quantized (exact products, ``auto``), approximate with the ``triton`` LUT kernels, with the
   ``decomposed`` tensor-core factorisation, and with ``auto``; approximate layers use
   ``--lut`` (default mul8u_17C8, error rank 4 -> 5 int8 GEMM terms; LUT kernels do not depend
-  on the table's content). ``--stats`` adds the approximate run with operand statistics on.
+  on the table's content). The ``auto`` approximate model also runs with operand statistics
+  recorded (``record_operands``: eager, the recorder keeps the forward out of CUDA graphs), the
+  cost of leaving them on during evaluation (``--no-stats`` skips it).
   Rows marked "+ CUDA graph" replay the same eval forward from a CUDA graph
   (:class:`axcnn.nn.GraphedModel`, what ``axcnn.train.evaluate`` uses on CUDA).
 - training (ResNet-20 by default), ms per SGD step (forward + backward + update) and the
@@ -184,7 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train-iters", type=int, default=10)
     ap.add_argument("--lut", default="mul8u_17C8")
     ap.add_argument("--lut-nf", default="mul8u_2NDH", help="a LUT without a cheap factorisation")
-    ap.add_argument("--stats", action="store_true")
+    ap.add_argument("--no-stats", dest="stats", action="store_false",
+                    help="skip the run with operand statistics recorded")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_models.json")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
