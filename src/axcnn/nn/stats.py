@@ -18,12 +18,13 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..fileio import atomic_path
 from ..ops.functional import quantize_weight
 from ..ops.problem import ConvGeometry, IntConvProblem
-from ..ops.torch_backend import CHUNK_ELEMS, unfold_codes, weight_codes
+from ..ops.torch_backend import CHUNK_ELEMS, weight_codes
 from ..quant import quantize
 
 
@@ -37,6 +38,28 @@ def _gpu_tap_histogram(qa, qw, geometry, a_bits, a_off, n_a):
     if device_ok(qa.device) is not None:
         return None
     return tap_histogram(qa, qw.shape, geometry.groups, geometry, a_bits, a_off, n_a)
+
+
+def tap_histogram_torch(qa: torch.Tensor, kh: int, kw: int, geometry: ConvGeometry, R: int,
+                        a_off: int, n_a: float) -> torch.Tensor:
+    """int64 (G, K, R) counts of activation index v at tap k = (c, ky, kx) of group g, over
+    all output positions (padding taps count the index of the code of zero): one bincount
+    per kernel position over a strided view of the padded indices, no unfolded copy."""
+    B, C, H, W = qa.shape
+    G = geometry.groups
+    (ph, pw), (sh, sw), (dh, dw) = geometry.padding, geometry.stride, geometry.dilation
+    oh, ow = geometry.output_hw(H, W, kh, kw)
+    idx = F.pad((qa + a_off).round().to(torch.int64), (pw, pw, ph, ph),
+                value=int(round(a_off - n_a)))
+    chan = (torch.arange(C, device=qa.device) * R).view(1, C, 1, 1)
+    out = torch.empty((C, kh, kw, R), dtype=torch.int64, device=qa.device)
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            view = idx[:, :, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw]
+            out[:, ky, kx] = torch.bincount((view + chan).reshape(-1),
+                                            minlength=C * R).view(C, R)
+    return out.view(G, (C // G) * kh * kw, R)
 
 
 def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry,
@@ -56,9 +79,7 @@ def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry
     dev = w.device
     ha = _gpu_tap_histogram(qa, qw, geometry, a_bits, a_off, n_a)
     if ha is None:
-        a = (unfold_codes(p) + a_off).to(torch.int64)      # (M, G, K)
-        tap = torch.arange(G * K, device=dev).view(1, G, K) * R
-        ha = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
+        ha = tap_histogram_torch(qa, qw.shape[2], qw.shape[3], geometry, R, a_off, n_a)
     # one-hot rows (g, o, c = w[g, k, o]) x columns (g, k), one entry per tap and output
     # channel, each (row, column) once; sorted here, so the matrix is marked coalesced (on CUDA,
     # coalescing would wait for the device to count the distinct entries). Output channels
