@@ -186,3 +186,30 @@ def test_histogram_chunks_over_output_channels(monkeypatch):
             assert torch.equal(stats.operand_histogram(qa, qw, geo, 4, 4, signed, 0.0), whole)
         assert int(whole.sum()) == 2 * 25 * 9 * (6 // G) * 9
 
+
+
+@pytest.mark.parametrize("geom", [((1, 1), (1, 1), (1, 1), 1, (3, 3)), ((2, 1), (1, 2), (1, 1), 2, (2, 3)),
+                                  ((1, 2), (0, 1), (2, 2), 4, (3, 3)), ((2, 2), (0, 0), (1, 1), 1, (1, 1))],
+                         ids=["3x3", "2x3-s21-p12-g2", "dil2-g4", "1x1-s2"])
+def test_tap_histogram_equals_unfolded_count(geom):
+    """Per-tap bincounts over strided views of the padded indices count exactly what the
+    unfolded taps hold (padding taps as the index of the code of zero)."""
+    from axcnn.nn.stats import tap_histogram_torch
+    from axcnn.ops.problem import ConvGeometry, IntConvProblem
+    from axcnn.ops.torch_backend import unfold_codes
+
+    stride, padding, dilation, G, k = geom
+    gen = torch.Generator().manual_seed(3)
+    for bits, signed, n_a in ((8, False, -5.0), (4, True, 0.0), (3, False, -2.0)):
+        lo = -(1 << (bits - 1)) if signed else 0
+        qa = torch.randint(lo, lo + (1 << bits), (2, 4, 7, 6), generator=gen).float()
+        qw = torch.zeros(8, 4 // G, *k)
+        geo = ConvGeometry(stride, padding, dilation, G)
+        a_off = (1 << (bits - 1)) if signed else 0
+        a = (unfold_codes(IntConvProblem(qa, qw, n_a, torch.zeros(8), geo)) + a_off).long()
+        M, _, K = a.shape
+        R = 1 << bits
+        tap = torch.arange(G * K).view(1, G, K) * R
+        want = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
+        got = tap_histogram_torch(qa, k[0], k[1], geo, R, a_off, n_a)
+        assert got.dtype == torch.int64 and torch.equal(got, want), (bits, signed)
