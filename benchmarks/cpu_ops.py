@@ -1,4 +1,5 @@
-"""CPU benchmark: torch backend vs reference vs exact float, per layer shape and whole LeNet-5.
+"""CPU benchmark: torch backend vs reference vs exact float, per layer shape and whole LeNet-5
+(also with operand statistics recorded).
 
 Prints one table and writes JSON under benchmarks/results/. The baseline (exact float conv on
 the same CPU) is measured in the same run, so ratios hold across machines.
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from axcnn.lut import builtin
 from axcnn.models import create_model
-from axcnn.nn import ConversionPlan, Mode, convert_
+from axcnn.nn import ConversionPlan, Mode, convert_, record_operands
 from axcnn.ops import LUTTensors, approx_conv2d
 from axcnn.quant import QuantSpec, calibrate, qparams_from_range, weight_qparams
 
@@ -87,7 +88,10 @@ def lenet_rows(batch: int, repeat: int) -> list[dict]:
         t_quant = timeit(lambda: model(x), repeat)
         convert_(model, ConversionPlan(mode=Mode.APPROXIMATE, lut=builtin("drum4", 8, False)))
         t_lut = timeit(lambda: model(x), repeat)
-    for mode, t in (("exact float", t_float), ("quantized 8-bit", t_quant), ("approximate (LUT)", t_lut)):
+        with record_operands(model):
+            t_stats = timeit(lambda: model(x), repeat)
+    for mode, t in (("exact float", t_float), ("quantized 8-bit", t_quant), ("approximate (LUT)", t_lut),
+                    ("approximate + operand statistics", t_stats)):
         out.append({"mode": mode, "ms": 1e3 * t, "images_s": batch / t, "vs_float": t / t_float})
     return out
 
@@ -110,9 +114,9 @@ def main() -> None:
         print(f"{r['layer']:<22}{r['macs'] / 1e6:>8.1f}{r['float_ms']:>10.2f}{r['quantized_ms']:>10.2f}"
               f"{r['lut_ms']:>10.2f}{r['lut_gmac_s']:>12.3f}{r['reference_gmac_s']:>12.5f}{r['lut_vs_float']:>10.1f}x")
     print(f"\nLeNet-5 inference, batch {args.lenet_batch}")
-    print(f"{'mode':<20}{'ms':>10}{'images/s':>12}{'vs float':>10}")
+    print(f"{'mode':<34}{'ms':>10}{'images/s':>12}{'vs float':>10}")
     for r in lenet:
-        print(f"{r['mode']:<20}{r['ms']:>10.2f}{r['images_s']:>12.0f}{r['vs_float']:>9.1f}x")
+        print(f"{r['mode']:<34}{r['ms']:>10.2f}{r['images_s']:>12.0f}{r['vs_float']:>9.1f}x")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"cpu_ops-{meta['date']}.json"
     path.write_text(json.dumps({"meta": meta, "layers": layers, "lenet5": lenet}, indent=2) + "\n")
