@@ -61,13 +61,29 @@ def table_range(table: torch.Tensor) -> tuple[int, int]:
         lambda: (int(table.min()), int(table.max())) if table.numel() else (0, 0), 256)
 
 
-def _digits(tp: torch.Tensor, K: int, maxv: int | None = None) -> list[tuple[torch.Tensor, int]]:
-    """Split a non-negative int64 table into float32 digit tables whose K-term sums are exact;
-    ``maxv`` bounds its entries (read from the table when not given)."""
-    if maxv is None:
-        maxv = int(tp.max()) if tp.numel() else 0
+#: fewest taps per float32 pass before _exact_passes splits the table into digits instead
+MIN_CHUNK_TAPS = 32
+
+
+def _exact_passes(tp: torch.Tensor, K: int, maxv: int) -> list[tuple[int, int, torch.Tensor, int]]:
+    """float32 passes (k0, k1, table, multiplier) over a non-negative table with entries <= maxv
+    whose sums over taps k0..k1 are exact: the whole table over chunks of K of at most
+    (2^24 - 1) // maxv taps (each tap summed once), or, where chunks would be shorter than
+    :data:`MIN_CHUNK_TAPS`, digit tables over all K taps (:func:`_digits`)."""
     if K * maxv < EXACT_F32:
-        return [(tp.float(), 1)]
+        return [(0, K, tp.float(), 1)]
+    per = (EXACT_F32 - 1) // max(maxv, 1)
+    if per < MIN_CHUNK_TAPS:
+        return [(0, K, d, mult) for d, mult in _digits(tp, K, maxv)]
+    n = -(-K // per)
+    step = -(-K // n)                     # balanced chunks
+    table = tp.float()
+    return [(k0, min(K, k0 + step), table, 1) for k0 in range(0, K, step)]
+
+
+def _digits(tp: torch.Tensor, K: int, maxv: int) -> list[tuple[torch.Tensor, int]]:
+    """Split a non-negative int64 table with entries <= maxv into float32 digit tables whose
+    K-term sums are exact."""
     base_bits = max(1, (EXACT_F32 // max(K, 1)).bit_length() - 1)
     digits, shift = [], 0
     while (maxv >> shift) > 0:
@@ -114,8 +130,9 @@ def _bag_gemm(bag_in: torch.Tensor, w_idx: torch.Tensor, table: torch.Tensor, M:
     for n0 in range(0, N, ncols):
         tab = tp[:, w_idx[:, :, n0:n0 + ncols]].permute(1, 2, 0, 3).reshape(G * K * R, -1)
         acc = None
-        for digit, mult in _digits(tab, K, tmax - tmin):
-            part = F.embedding_bag(bag_in, digit, mode="sum").to(torch.int64)
+        for k0, k1, part_tab, mult in _exact_passes(tab, K, tmax - tmin):
+            bags = bag_in if (k0, k1) == (0, K) else bag_in[:, k0:k1].contiguous()
+            part = F.embedding_bag(bags, part_tab, mode="sum").to(torch.int64)
             acc = part * mult if acc is None else acc.add_(part * mult)
         out[:, :, n0:n0 + ncols] = acc.view(M, G, -1)
     return out.add_(K * tmin)

@@ -84,23 +84,27 @@ def test_evoapprox_tables(evoapprox, evoapprox_name, path_spy):
 
 
 @pytest.mark.parametrize("signed", [False, True])
-def test_large_values_and_large_k_use_exact_digit_split(signed, monkeypatch, path_spy):
-    """K * max|LUT| far above 2^24: float32 sums alone would round; the digit split must not."""
+@pytest.mark.parametrize("split", ["chunks", "digits"])
+def test_large_values_and_large_k_stay_exact(signed, split, monkeypatch, path_spy):
+    """K * max|LUT| far above 2^24: float32 sums alone would round; the passes over chunks of
+    K (or, forced, the digit split of the table) must not."""
     rng = np.random.default_rng(3 + signed)
     if signed:
         t = rng.choice([-32768, -32767, 32767, 32766, 32000, -31000], size=(256, 256))
     else:
         t = rng.choice([0, 1, 3, 65535, 65534, 65533, 60001], size=(256, 256))
     lut = MultiplierLUT(t, signed=signed, name="big")
-    digit_counts = []
-    digits = torch_backend._digits
+    if split == "digits":
+        monkeypatch.setattr(torch_backend, "MIN_CHUNK_TAPS", 10 ** 9)
+    passes = []
+    exact_passes = torch_backend._exact_passes
 
-    def spy(tp, K, maxv=None):
-        out = digits(tp, K, maxv)
-        digit_counts.append(len(out))
+    def spy(tp, K, maxv):
+        out = exact_passes(tp, K, maxv)
+        passes.append(out)
         return out
 
-    monkeypatch.setattr(torch_backend, "_digits", spy)
+    monkeypatch.setattr(torch_backend, "_exact_passes", spy)
     gen = torch.Generator().manual_seed(21)
     K = 3000
     for M in (64, 7):   # embedding bag and direct gather
@@ -111,7 +115,14 @@ def test_large_values_and_large_k_use_exact_digit_split(signed, monkeypatch, pat
         assert np.array_equal(out.numpy(), expect)
     # partial sums of the shifted (non-negative) table reach far beyond float32's exact range
     assert K * int(t.max() - t.min()) > 8 * 2**24
-    assert digit_counts and max(digit_counts) > 1
+    assert passes and all(len(p) > 1 for p in passes)
+    for p in passes:
+        if split == "chunks":        # each tap once, the table as it is
+            assert [k0 for k0, _, _, _ in p][0] == 0 and p[-1][1] == K
+            assert all(b == c for (_, b, _, _), (c, _, _, _) in zip(p, p[1:]))
+            assert all(mult == 1 for *_, mult in p)
+        else:                        # every tap in every digit pass
+            assert all((k0, k1) == (0, K) for k0, k1, _, _ in p)
 
 
 def test_lut_tensors_are_accepted():
