@@ -211,19 +211,22 @@ class TorchBackend:
         w_idx = (w + p.w_offset).to(torch.int64).permute(0, 2, 1)     # (G, K, Ng)
         M = B * L
         shift = p.a_offset - p.n_a                                    # centred code -> index
-        if M < GATHER_ROWS_PER_LUT_ROW * R:
-            a_idx = (cols + shift).to(torch.int64).permute(0, 3, 1, 2).reshape(M, G, K)
-            acc = _gather_gemm(a_idx, w_idx, p.table)                 # (M, G, Ng)
-            acc = acc.view(B, L, G, Ng).permute(0, 2, 3, 1)
-        else:
-            taps = torch.arange(G * K, device=cols.device, dtype=cols.dtype).view(1, G, K, 1) * R
-            bag = (cols + (taps + shift)).to(torch.int32).permute(0, 3, 1, 2).reshape(M * G, K)
-            acc = _bag_gemm(bag, w_idx, p.table, M).view(B, L, G, Ng).permute(0, 2, 3, 1)
         # exact zero-point cross terms: n_w * sum(a) + n_a * sum(w) + K * n_a * n_w
         n_a_i = (p.n_a.round().to(torch.int64) if isinstance(p.n_a, torch.Tensor)
                  else int(round(float(p.n_a))))                       # a device tensor: no sync
         n_w_i = n_w.round().to(torch.int64)                           # (G, Ng)
         sum_a = (cols.sum(dim=2) - K * p.n_a).round().to(torch.int64)  # (B, G, L), codes
+        if M < GATHER_ROWS_PER_LUT_ROW * R:
+            a_idx = (cols + shift).to(torch.int64).permute(0, 3, 1, 2).reshape(M, G, K)
+            acc = _gather_gemm(a_idx, w_idx, p.table)                 # (M, G, Ng)
+        else:
+            # embedding-bag rows (b, l, g) of table rows (g*K + k)*R + index: offsets added in
+            # place (cols is not read again), cast and permuted in one copy
+            taps = torch.arange(G * K, device=cols.device, dtype=cols.dtype).view(1, G, K, 1) * R
+            bag = torch.empty((B, L, G, K), dtype=torch.int32, device=cols.device)
+            bag.copy_(cols.add_(taps + shift).permute(0, 3, 1, 2))
+            acc = _bag_gemm(bag.view(M * G, K), w_idx, p.table, M)   # (M, G, Ng)
+        acc = acc.view(B, L, G, Ng).permute(0, 2, 3, 1)
         sum_w = w.sum(dim=2).round().to(torch.int64)                  # (G, Ng)
         acc = acc + sum_a[:, :, None, :] * n_w_i[None, :, :, None]
         acc += (n_a_i * sum_w + K * n_a_i * n_w_i)[None, :, :, None]
