@@ -127,12 +127,14 @@ def _bag_gemm(bag_in: torch.Tensor, w_idx: torch.Tensor, table: torch.Tensor, M:
     if M == 0 or K == 0 or N == 0:
         return out.zero_()
     ncols = max(1, min(N, CHUNK_ELEMS // (G * K * R)))
+    bags = {(0, K): bag_in}                 # the bag columns of each K chunk, cut once
     for n0 in range(0, N, ncols):
         tab = tp[:, w_idx[:, :, n0:n0 + ncols]].permute(1, 2, 0, 3).reshape(G * K * R, -1)
         acc = None
         for k0, k1, part_tab, mult in _exact_passes(tab, K, tmax - tmin):
-            bags = bag_in if (k0, k1) == (0, K) else bag_in[:, k0:k1].contiguous()
-            part = F.embedding_bag(bags, part_tab, mode="sum").to(torch.int64)
+            if (k0, k1) not in bags:
+                bags[k0, k1] = bag_in[:, k0:k1].contiguous()
+            part = F.embedding_bag(bags[k0, k1], part_tab, mode="sum").to(torch.int64)
             acc = part * mult if acc is None else acc.add_(part * mult)
         out[:, :, n0:n0 + ncols] = acc.view(M, G, -1)
     return out.add_(K * tmin)

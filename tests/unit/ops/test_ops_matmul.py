@@ -113,6 +113,12 @@ def test_large_values_and_large_k_stay_exact(signed, split, monkeypatch, path_sp
         out = approx_matmul(a, w, lut, backend="torch")
         expect = numpy_matmul(a, w, lut)
         assert np.array_equal(out.numpy(), expect)
+        if M == 64:
+            a_bag, w_bag = a, w
+    # one output column per table chunk: the K chunks' bag columns serve every column chunk
+    monkeypatch.setattr(torch_backend, "CHUNK_ELEMS", K * 256)
+    out = approx_matmul(a_bag, w_bag, lut, backend="torch")
+    assert np.array_equal(out.numpy(), numpy_matmul(a_bag, w_bag, lut))
     # partial sums of the shifted (non-negative) table reach far beyond float32's exact range
     assert K * int(t.max() - t.min()) > 8 * 2**24
     assert passes and all(len(p) > 1 for p in passes)

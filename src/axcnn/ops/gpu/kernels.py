@@ -406,11 +406,8 @@ def tc_kernel(maps_ptr, rs_ptr, ral_ptr, v_ptr, koff_ptr,
     rn = pid_n * BN + tl.arange(0, BN)
     rk = tl.arange(0, BK)
     mmask = rm < M
-    L = OH * OW
-    rmc = tl.minimum(rm, M - 1)
-    b = rmc // L
-    lpos = rmc % L
-    pix = (b * HP + (lpos // OW) * SH) * WP + (lpos % OW) * SW   # window origin (padded)
+    b, lpos, oy0, ox0 = _rows(tl.minimum(rm, M - 1), OH, OW, SH, SW, 0, 0)
+    pix = (b * HP + oy0) * WP + ox0            # window origin in the padded input
     if A64:
         pix = pix.to(tl.int64)
     prow = pix * C + g * CG
