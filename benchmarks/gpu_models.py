@@ -9,7 +9,8 @@ device (no data loading), in one run on one card:
   ``--lut`` (default mul8u_17C8, error rank 4 -> 5 int8 GEMM terms; LUT kernels do not depend
   on the table's content). The ``auto`` approximate model also runs with operand statistics
   recorded (``record_operands``: eager, the recorder keeps the forward out of CUDA graphs), the
-  cost of leaving them on during evaluation (``--no-stats`` skips it).
+  cost of leaving them on during evaluation: per batch, and the one-off combination of the
+  counts with the weights when the histograms are read (``--no-stats`` skips it).
   Rows marked "+ CUDA graph" replay the same eval forward from a CUDA graph
   (:class:`axcnn.nn.GraphedModel`, what ``axcnn.train.evaluate`` uses on CUDA).
 - training (ResNet-20 by default), ms per SGD step (forward + backward + update) and the
@@ -31,6 +32,7 @@ import json
 import math
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -120,12 +122,17 @@ def inference(model_name, args, dev, lut, lut_nf):
                 print(f"  {model_name} {label}: no CUDA graph ({exc})", file=sys.stderr, flush=True)
             del graphed
         if args.stats and mode == "approximate" and backend == "auto" and the_lut is lut:
-            with torch.no_grad(), record_operands(model):
+            with torch.no_grad(), record_operands(model) as rec:
                 t = timed(lambda: model(x), max(3, args.iters // 2))
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                rec.histograms          # the one combination with the weights, per evaluation
+                torch.cuda.synchronize()
+                t_comb = time.perf_counter() - t0
             rows.append({"model": model_name, "config": label + " + operand stats",
-                         "s_per_batch": t, "images_per_s": args.batch / t})
-            print(f"  {model_name} {label} + stats: {t * 1e3:.2f} ms/batch", file=sys.stderr,
-                  flush=True)
+                         "s_per_batch": t, "images_per_s": args.batch / t, "combine_s": t_comb})
+            print(f"  {model_name} {label} + stats: {t * 1e3:.2f} ms/batch, combining "
+                  f"{t_comb * 1e3:.1f} ms once", file=sys.stderr, flush=True)
         del model
         torch.cuda.empty_cache()
     torch.backends.cudnn.allow_tf32 = True
@@ -206,6 +213,9 @@ def main(argv=None) -> int:
     for r in inf_rows:
         print(f"| {r['model']} | {r['config']} | {r['s_per_batch'] * 1e3:.2f} | "
               f"{r['images_per_s']:,.0f} |")
+        if "combine_s" in r:
+            print(f"| {r['model']} | ... combining the counts, once per evaluation | "
+                  f"{r['combine_s'] * 1e3:.2f} | - |")
     if train_rows:
         print(f"\nTraining, batch {args.batch} (SGD step; epoch = {math.ceil(EPOCH_IMAGES / args.batch)} "
               "steps, synthetic data on the GPU)")

@@ -6,6 +6,13 @@ multiplies (all positions, all taps, padding taps included: they are real multip
 the code of zero) into an int64 tensor of shape (OC, 2^a_bits, 2^w_bits) indexed like the LUT
 (signed codes offset by 2^(b-1)). On exit the histograms are saved once, if a path was given,
 as one ``.npz`` with an array per layer name and a ``__meta__`` JSON entry.
+
+The same code runs on every device, in three exact steps: a forward scatter-adds its activation
+codes into per-position counts (C, H, W, 2^a); the counts of each tap follow from two 0/1
+matrix products (a tap reads a product of an input-row set and an input-column set); a sparse
+one-hot matrix of the weight codes turns tap counts into per-channel pair counts. Only the
+first step runs per batch: the other two are linear in the counts and run once per weight
+state, when the histograms are read.
 """
 
 from __future__ import annotations
@@ -13,73 +20,91 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..fileio import atomic_path
 from ..ops.functional import quantize_weight
-from ..ops.problem import ConvGeometry, IntConvProblem
-from ..ops.torch_backend import CHUNK_ELEMS, weight_codes
+from ..ops.problem import ConvGeometry
+from ..ops.torch_backend import CHUNK_ELEMS
 from ..quant import quantize
 
-
-def _gpu_tap_histogram(qa, qw, geometry, a_bits, a_off, n_a):
-    """Per-tap activation histograms (G, K, R) from the Triton kernel on CUDA (implicit
-    im2col, no unfolded copy), or None where it cannot run (then bincount is used)."""
-    if not qa.is_cuda:
-        return None
-    from ..ops.triton_backend import device_ok, tap_histogram
-
-    if device_ok(qa.device) is not None:
-        return None
-    return tap_histogram(qa, qw.shape, geometry.groups, geometry, a_bits, a_off, n_a)
+MAX_PENDING_IMAGES = 2 ** 31 - 1   # pending counts are int32: flushed before one could overflow
 
 
-def tap_histogram_torch(qa: torch.Tensor, kh: int, kw: int, geometry: ConvGeometry, R: int,
-                        a_off: int, n_a: float) -> torch.Tensor:
-    """int64 (G, K, R) counts of activation index v at tap k = (c, ky, kx) of group g, over
-    all output positions (padding taps count the index of the code of zero): one bincount
-    per kernel position over a strided view of the padded indices, no unfolded copy."""
+def position_histogram(qa: torch.Tensor, a_off: int, R: int,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
+    """Counts (C*H*W*R,) of activation index v = code + a_off at each position (c, y, x),
+    summed over the batch, added into ``out`` (int32 or int64) when given: one scatter-add over
+    the activations, no host sync."""
     B, C, H, W = qa.shape
+    n = C * H * W * R
+    if out is None:
+        out = torch.zeros(n, dtype=torch.int64, device=qa.device)
+    itype = torch.int32 if n + R < 2 ** 31 else torch.int64
+    base = torch.arange(a_off, n + a_off, R, dtype=itype, device=qa.device).view(1, C, H, W)
+    flat = qa.to(itype, copy=True).add_(base).view(-1)   # codes are exact integers in qa
+    out.index_add_(0, flat, torch.ones(1, dtype=out.dtype, device=qa.device).expand(flat.numel()))
+    return out
+
+
+def _tap_rows(size: int, k: int, out_size: int, stride: int, pad: int, dil: int) -> np.ndarray:
+    """0/1 (k, size): row y of the input is read by kernel row ky at some output row."""
+    m = np.zeros((k, size))
+    for ky in range(k):
+        y = np.arange(out_size) * stride + ky * dil - pad
+        m[ky, y[(y >= 0) & (y < size)]] = 1.0
+    return m
+
+
+def tap_histogram(counts: torch.Tensor, shape: tuple[int, int, int], images: int, kh: int, kw: int,
+                  geometry: ConvGeometry, R: int, pad_idx: int) -> torch.Tensor:
+    """int64 (G, K, R) counts of activation index v at tap k = (c, ky, kx) of group g (F.unfold's
+    order) over all output positions of ``images`` images, from their position counts.
+
+    The positions tap (ky, kx) reads are a product of an input-row set and an input-column set,
+    so the counts are two 0/1 matrix products (float64, exact: far below 2^53); each tap's reads
+    outside the input count as ``pad_idx`` (the index of the code of zero)."""
+    C, H, W = shape
     G = geometry.groups
     (ph, pw), (sh, sw), (dh, dw) = geometry.padding, geometry.stride, geometry.dilation
     oh, ow = geometry.output_hw(H, W, kh, kw)
-    idx = F.pad((qa + a_off).round().to(torch.int64), (pw, pw, ph, ph),
-                value=int(round(a_off - n_a)))
-    chan = (torch.arange(C, device=qa.device) * R).view(1, C, 1, 1)
-    out = torch.empty((C, kh, kw, R), dtype=torch.int64, device=qa.device)
-    for ky in range(kh):
-        for kx in range(kw):
-            y0, x0 = ky * dh, kx * dw
-            view = idx[:, :, y0:y0 + (oh - 1) * sh + 1:sh, x0:x0 + (ow - 1) * sw + 1:sw]
-            out[:, ky, kx] = torch.bincount((view + chan).reshape(-1),
-                                            minlength=C * R).view(C, R)
+    rows = _tap_rows(H, kh, oh, sh, ph, dh)
+    cols = _tap_rows(W, kw, ow, sw, pw, dw)
+    dev = counts.device
+    out = torch.empty((C, kh, kw, R), dtype=torch.int64, device=dev)
+    s = counts.view(C, H, W, R)
+    mr = torch.from_numpy(rows).to(dev)
+    mc = torch.from_numpy(cols).to(dev)
+    step = max(1, CHUNK_ELEMS // (H * W * R))
+    for c0 in range(0, C, step):
+        part = s[c0:c0 + step].to(torch.float64)
+        part = torch.einsum("chwr,xw->chxr", part, mc)
+        out[c0:c0 + step] = torch.einsum("yh,chxr->cyxr", mr, part).to(torch.int64)
+    pads = images * (oh * ow - np.outer(rows.sum(1), cols.sum(1))).astype(np.int64)
+    out[:, :, :, pad_idx] += torch.from_numpy(pads).to(dev)
     return out.view(G, (C // G) * kh * kw, R)
 
 
-def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry,
-                      a_bits: int, w_bits: int, signed: bool, n_a: float) -> torch.Tensor:
-    """int64 (OC, 2^a, 2^w) counts of the code pairs a quantized conv multiplies.
+def combine_taps(ha: torch.Tensor, qw: torch.Tensor, groups: int, a_bits: int, w_bits: int,
+                 signed: bool) -> torch.Tensor:
+    """int64 (OC, 2^a, 2^w) code-pair counts from the tap histograms ``ha`` (G, K, R).
 
-    With ha[g, k, v] the count of activation code v at tap k of group g (all positions),
-    out[g, o, v, c] = sum_k ha[g, k, v] [w[g, k, o] == c]: the product of a one-hot matrix
-    (one entry per tap and output channel) with the tap histograms, computed as sparse float64
+    out[g, o, v, c] = sum_k ha[g, k, v] [w[g, k, o] == c]: the product of a one-hot matrix (one
+    entry per tap and output channel) with the tap histograms, computed as sparse float64
     matrix products (integer sums far below 2^53: exact), one per chunk of output channels."""
-    p = IntConvProblem(qa, qw, n_a, torch.zeros(qw.shape[0], device=qw.device), geometry)
-    a_off = (1 << (a_bits - 1)) if signed else 0
     w_off = (1 << (w_bits - 1)) if signed else 0
-    w = (weight_codes(p) + w_off).to(torch.int64)          # (G, K, Ng)
+    OC = qw.shape[0]
+    G = groups
+    w = (qw.reshape(G, OC // G, -1).permute(0, 2, 1) + w_off).to(torch.int64)   # (G, K, Ng)
     G, K, Ng = w.shape
     R, Cw = 1 << a_bits, 1 << w_bits
     dev = w.device
-    ha = _gpu_tap_histogram(qa, qw, geometry, a_bits, a_off, n_a)
-    if ha is None:
-        ha = tap_histogram_torch(qa, qw.shape[2], qw.shape[3], geometry, R, a_off, n_a)
     # one-hot rows (g, o, c = w[g, k, o]) x columns (g, k), one entry per tap and output
     # channel, each (row, column) once; sorted here, so the matrix is marked coalesced (on CUDA,
     # coalescing would wait for the device to count the distinct entries). Output channels
@@ -104,21 +129,65 @@ def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry
     return out.view(G * Ng, R, Cw)
 
 
+def _offsets(a_bits: int, signed: bool, n_a: float) -> tuple[int, int]:
+    """(activation index offset, index of the code of real zero: what padding taps read)."""
+    a_off = (1 << (a_bits - 1)) if signed else 0
+    return a_off, int(round(a_off - n_a))
+
+
+def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry,
+                      a_bits: int, w_bits: int, signed: bool, n_a: float) -> torch.Tensor:
+    """int64 (OC, 2^a, 2^w) counts of the code pairs a quantized conv multiplies (activation
+    codes ``qa`` (B, C, H, W), weight codes ``qw`` (OC, C/G, kh, kw), zero point ``n_a``)."""
+    R = 1 << a_bits
+    a_off, pad_idx = _offsets(a_bits, signed, n_a)
+    B, C, H, W = qa.shape
+    counts = position_histogram(qa, a_off, R)
+    ha = tap_histogram(counts, (C, H, W), B, qw.shape[2], qw.shape[3], geometry, R, pad_idx)
+    return combine_taps(ha, qw, geometry.groups, a_bits, w_bits, signed)
+
+
+@dataclass
+class _Pending:
+    """Position counts of one layer not yet combined with its weights: valid while the layer
+    runs with the same weight-code tensor, zero point and input shape."""
+
+    qw: torch.Tensor
+    n_a: float
+    shape: tuple[int, int, int]
+    geometry: ConvGeometry
+    counts: torch.Tensor
+    images: int = 0
+
+
 class OperandRecorder:
-    """Accumulates per-layer operand histograms; see :func:`record_operands`."""
+    """Accumulates per-layer operand histograms; see :func:`record_operands`.
+
+    A forward adds only its activation counts per input position: linear in the batch, they
+    are combined with the weight codes (the expensive step) once per weight state, when the
+    histograms are read or the layer's weights, zero point or input shape change. An eval-mode
+    layer keeps one weight-code tensor, so a whole evaluation combines once per layer."""
 
     def __init__(self) -> None:
-        self.histograms: dict[str, torch.Tensor] = {}
+        self._histograms: dict[str, torch.Tensor] = {}
+        self._pending: dict[str, _Pending] = {}
         self.formats: dict[str, dict] = {}
+
+    @property
+    def histograms(self) -> dict[str, torch.Tensor]:
+        """int64 (OC, 2^a, 2^w) counts per layer name, everything recorded so far included."""
+        for name in list(self._pending):
+            self._flush(name)
+        return self._histograms
 
     @torch.no_grad()
     def observe(self, layer: nn.Module, x: torch.Tensor, a_q, w_q, *, n_a: float | None = None,
                 qw: torch.Tensor | None = None) -> None:
-        """Add the operand histogram of one forward of ``layer`` on input ``x``.
+        """Add the operand counts of one forward of ``layer`` on input ``x``.
 
         ``n_a`` (the activation zero point as a Python float) and ``qw`` (the weight codes in
         conv shape) are the layer's cached eval-mode values when it has them; None computes
-        them here (``n_a`` then costs one host sync).
+        them here (``n_a`` then costs one host sync; a fresh ``qw`` is combined at once).
         """
         spec = layer.spec
         if isinstance(layer, nn.Conv2d):
@@ -129,20 +198,44 @@ class OperandRecorder:
             xx = x.reshape(-1, x.shape[-1], 1, 1)
             ww = layer.weight.reshape(layer.weight.shape[0], -1, 1, 1)
             geom = ConvGeometry()
-        qa = quantize(xx.detach(), a_q[0], a_q[1], spec.a_bits, spec.signed)
-        if qw is None:
-            qw = quantize_weight(ww, w_q, spec)
-        hist = operand_histogram(qa, qw, geom, spec.a_bits, spec.w_bits, spec.signed,
-                                 float(a_q[1]) if n_a is None else float(n_a))
         name = layer.layer_name
-        if name in self.histograms:
-            if self.histograms[name].shape != hist.shape:
-                raise ValueError(f"layer '{name}' changed bit widths while recording")
-            self.histograms[name] += hist
+        fmt = {"a_bits": spec.a_bits, "w_bits": spec.w_bits, "signed": spec.signed,
+               "type": type(layer).__name__}
+        if self.formats.setdefault(name, fmt) != fmt:
+            raise ValueError(f"layer '{name}' changed bit widths while recording")
+        qa = quantize(xx.detach(), a_q[0], a_q[1], spec.a_bits, spec.signed)
+        fresh = qw is None
+        if fresh:
+            qw = quantize_weight(ww, w_q, spec)
+        n_a = float(a_q[1]) if n_a is None else float(n_a)
+        B, C, H, W = qa.shape
+        pend = self._pending.get(name)
+        if pend is not None and not (pend.qw is qw and pend.n_a == n_a and pend.shape == (C, H, W)
+                                     and pend.images + B <= MAX_PENDING_IMAGES):
+            self._flush(name)
+            pend = None
+        if pend is None:
+            counts = torch.zeros(C * H * W << spec.a_bits, dtype=torch.int32, device=qa.device)
+            pend = self._pending[name] = _Pending(qw, n_a, (C, H, W), geom, counts)
+        position_histogram(qa, _offsets(spec.a_bits, spec.signed, n_a)[0], 1 << spec.a_bits,
+                           pend.counts)
+        pend.images += B
+        if fresh:
+            self._flush(name)
+
+    def _flush(self, name: str) -> None:
+        """Combine a layer's pending position counts with its weight codes."""
+        pend = self._pending.pop(name)
+        f = self.formats[name]
+        a_bits = f["a_bits"]
+        pad_idx = _offsets(a_bits, f["signed"], pend.n_a)[1]
+        ha = tap_histogram(pend.counts, pend.shape, pend.images, pend.qw.shape[2],
+                           pend.qw.shape[3], pend.geometry, 1 << a_bits, pad_idx)
+        hist = combine_taps(ha, pend.qw, pend.geometry.groups, a_bits, f["w_bits"], f["signed"])
+        if name in self._histograms:
+            self._histograms[name] += hist
         else:
-            self.histograms[name] = hist
-            self.formats[name] = {"a_bits": spec.a_bits, "w_bits": spec.w_bits,
-                                  "signed": spec.signed, "type": type(layer).__name__}
+            self._histograms[name] = hist
 
     def total(self) -> np.ndarray:
         """The sum over layers and channels (requires one operand format)."""

@@ -1383,32 +1383,4 @@ def exact_table16(a_signed: bool, w_signed: bool, device):
     return hit
 
 
-# --------------------------------------------------------------------------------------------
-# operand statistics
-
-def tap_histogram(qa: torch.Tensor, w_shape, groups: int, geometry, a_bits: int, a_off: int,
-                  n_a: float) -> torch.Tensor:
-    """int64 (G, K, R) counts of activation indices per tap (taps in F.unfold's (c, ky, kx)
-    order, padding taps counted with the index of real zero)."""
-    OC, Cg, kh, kw = w_shape
-    B, C, H, W = qa.shape
-    oh, ow = geometry.output_hw(H, W, kh, kw)
-    s = ConvShape(B, C, H, W, OC, groups, kh, kw, oh, ow, tuple(geometry.stride),
-                  tuple(geometry.padding), tuple(geometry.dilation))
-    R = 1 << a_bits
-    dev = qa.device
-    pad_idx = -int(round(float(n_a))) + a_off
-    a_nhwc = activation_index(qa, a_off)
-    koff, kdy, kdx = geometry_tables(s, dev)
-    hist = torch.zeros((s.G, s.K, R), dtype=torch.int32, device=dev)
-    m_per = 8192
-    if s.M:
-        kernels().tap_hist_kernel[(s.K, triton_cdiv(s.M, m_per), s.G)](
-            a_nhwc, hist, koff, kdy, kdx, s.M, s.K, R, s.H, s.W, s.C, s.Cg, s.OH, s.OW,
-            s.stride[0], s.stride[1], s.padding[0], s.padding[1], pad_idx, m_per,
-            BM=1024, RB=R, num_warps=4)
-    return (hist.to(torch.int64).reshape(s.G, kh, kw, s.Cg, R).permute(0, 3, 1, 2, 4)
-            .reshape(s.G, s.K, R))
-
-
 register_backend(Backend.TRITON)(TritonBackend)

@@ -192,9 +192,9 @@ def test_histogram_chunks_over_output_channels(monkeypatch):
                                   ((1, 2), (0, 1), (2, 2), 4, (3, 3)), ((2, 2), (0, 0), (1, 1), 1, (1, 1))],
                          ids=["3x3", "2x3-s21-p12-g2", "dil2-g4", "1x1-s2"])
 def test_tap_histogram_equals_unfolded_count(geom):
-    """Per-tap bincounts over strided views of the padded indices count exactly what the
-    unfolded taps hold (padding taps as the index of the code of zero)."""
-    from axcnn.nn.stats import tap_histogram_torch
+    """Position counts reduced by the tap row/column sets count exactly what the unfolded
+    taps hold (padding taps as the index of the code of zero)."""
+    from axcnn.nn.stats import position_histogram, tap_histogram
     from axcnn.ops.problem import ConvGeometry, IntConvProblem
     from axcnn.ops.torch_backend import unfold_codes
 
@@ -211,5 +211,49 @@ def test_tap_histogram_equals_unfolded_count(geom):
         R = 1 << bits
         tap = torch.arange(G * K).view(1, G, K) * R
         want = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
-        got = tap_histogram_torch(qa, k[0], k[1], geo, R, a_off, n_a)
+        counts = position_histogram(qa, a_off, R)
+        got = tap_histogram(counts, (4, 7, 6), 2, k[0], k[1], geo, R, int(round(a_off - n_a)))
         assert got.dtype == torch.int64 and torch.equal(got, want), (bits, signed)
+
+
+def test_recorder_combines_lazily_and_exactly(monkeypatch):
+    """Batches under one weight state are summed as position counts and combined once; a new
+    weight state, zero point or input size flushes first. Every way gives the per-batch sum."""
+    import axcnn.nn.stats as stats
+
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1, stride=2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(45, 4))
+    convert_(model, ConversionPlan(spec=QuantSpec(4, 4), include_linear=True))
+    xs = [torch.randn(2, 3, 6, 6) for _ in range(3)]
+    calibrate(model, xs)
+    model.eval()
+    conv = model[0]
+
+    def one(x):
+        with record_operands(model) as r:
+            model(x)
+        return {k: v.clone() for k, v in r.histograms.items()}
+
+    per_batch = [one(x) for x in xs]
+    want = {k: sum(h[k] for h in per_batch) for k in per_batch[0]}
+    for limit in (stats.MAX_PENDING_IMAGES, 3):
+        monkeypatch.setattr(stats, "MAX_PENDING_IMAGES", limit)
+        with record_operands(model) as rec:
+            for x in xs:
+                model(x)
+            assert set(rec._pending) == {"0", "3"}
+            # one weight state: counts only, nothing combined yet; limit 3: flushed on the way
+            assert bool(rec._histograms) == (limit == 3)
+        got = rec.histograms
+        assert not rec._pending
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    # new weights mid-recording: the counts before are combined with the old codes
+    with record_operands(model) as rec:
+        model(xs[0])
+        with torch.no_grad():
+            conv.weight.mul_(-1.0)
+        model(xs[1])
+    after = one(xs[1])
+    assert torch.equal(rec.histograms["0"], per_batch[0]["0"] + after["0"])
+    assert not torch.equal(after["0"], per_batch[1]["0"])   # the weight codes did change

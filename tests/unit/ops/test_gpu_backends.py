@@ -216,8 +216,9 @@ def test_gradients_match_torch_backend(lut_name, signed, groups, per_channel, oc
 
 @pytest.mark.parametrize("bits,signed", [(8, False), (8, True), (4, False), (4, True)])
 def test_histograms_equal_cpu_recorder(bits, signed):
-    """The recorder's histogram on CUDA (Triton tap histogram) equals the CPU bincount path on
-    the same codes (same inputs: a model run on both devices may quantize differently)."""
+    """The operand histogram on CUDA (scatter-add with atomics, float64 products) equals the
+    CPU one on the same codes (same inputs: a model run on both devices may quantize
+    differently)."""
     from axcnn.nn.stats import operand_histogram
 
     gen = torch.Generator().manual_seed(bits)

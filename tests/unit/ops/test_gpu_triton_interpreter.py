@@ -138,31 +138,6 @@ def test_inner_error_aware_gradients(lut_name, signed, window, tables):
 
 
 @inner
-def test_inner_tap_histogram():
-    from axcnn.ops.problem import ConvGeometry, IntConvProblem
-    from axcnn.ops.torch_backend import unfold_codes
-    from axcnn.ops.triton_backend import tap_histogram
-
-    gen = torch.Generator().manual_seed(0)
-    for (B, C, H, W, OC, k, st, pd, dl, G, bits, signed) in [
-            (2, 3, 5, 6, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, 8, False),
-            (1, 4, 6, 5, 6, (2, 3), (2, 1), (1, 2), (1, 1), 2, 4, True),
-            (2, 4, 5, 5, 4, (3, 3), (1, 1), (1, 1), (2, 2), 4, 8, True)]:
-        lo = -(1 << (bits - 1)) if signed else 0
-        qa = torch.randint(lo, lo + (1 << bits), (B, C, H, W), generator=gen).float()
-        qw = torch.zeros(OC, C // G, *k)
-        n_a = 0.0 if signed else -3.0
-        geo = ConvGeometry(st, pd, dl, G)
-        a_off = (1 << (bits - 1)) if signed else 0
-        a = (unfold_codes(IntConvProblem(qa, qw, n_a, torch.zeros(OC), geo)) + a_off).long()
-        M, _, K = a.shape
-        R = 1 << bits
-        tap = torch.arange(G * K).view(1, G, K) * R
-        want = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
-        assert torch.equal(tap_histogram(qa, qw.shape, G, geo, bits, a_off, n_a), want)
-
-
-@inner
 def test_inner_weight_cache_reuse_and_rebuild():
     """A cached weight side gives the same results as a fresh one; zero points, scales and
     bias stay per call; an in-place change of the weights (version bump) rebuilds."""

@@ -49,8 +49,6 @@ Kernels:
   gradient tables' int16 numerators (or float32 values; one contiguous row per (activation
   index, tap), like ``lut_kernel``); the input gradient is computed per input pixel over the
   taps that read it (no col2im), the weight gradient for a block of taps with one reduction.
-- ``tap_hist_kernel``: per-tap activation-index histograms (exact counts, padding included)
-  for the operand statistics.
 """
 
 from __future__ import annotations
@@ -667,29 +665,3 @@ def ea_gw_kernel(a_ptr, tw_ptr, gy_ptr, part_ptr, koff_ptr, kdy_ptr, kdx_ptr,
     part = tl.sum(acc, axis=1)
     pptr = part_ptr + ((s * G + g).to(tl.int64) * K + kc)[:, None] * NP + rn[None, :]
     tl.store(pptr, part, mask=kvalid[:, None])
-
-
-@triton.jit(do_not_specialize=["M", "K", "H", "W", "C", "CG", "OH", "OW", "SH", "SW", "PH", "PW", "pad_idx"])
-def tap_hist_kernel(a_ptr, hist_ptr, koff_ptr, kdy_ptr, kdx_ptr,
-                    M, K, R, H, W, C, CG, OH, OW, SH, SW, PH, PW, pad_idx, m_per_prog,
-                    BM: tl.constexpr, RB: tl.constexpr):
-    """hist[g, k, v] += #{rows m of this program's range : a[m, k] == v} (int32 atomics)."""
-    k = tl.program_id(0)
-    pid = tl.program_id(1)
-    g = tl.program_id(2)
-    ko = tl.load(koff_ptr + k)
-    dy = tl.load(kdy_ptr + k)
-    dx = tl.load(kdx_ptr + k)
-    h = tl.zeros((RB,), dtype=tl.int32)
-    m_lo = pid * m_per_prog
-    m_hi = tl.minimum(m_lo + m_per_prog, M)
-    for m0 in range(m_lo, m_hi, BM):
-        rm = m0 + tl.arange(0, BM)
-        mmask = rm < m_hi
-        b, lpos, ih0, iw0 = _rows(rm, OH, OW, SH, SW, PH, PW)
-        ok = _inside(mmask, ih0 + dy, iw0 + dx, H, W)
-        a = tl.load(a_ptr + ((b * H + ih0) * W + iw0) * C + g * CG + ko, mask=ok,
-                    other=pad_idx).to(tl.int32)
-        h += tl.histogram(a, RB, mask=mmask)
-    rv = tl.arange(0, RB)
-    tl.atomic_add(hist_ptr + (g * K + k) * R + rv, h, mask=rv < R)
