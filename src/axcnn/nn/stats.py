@@ -37,20 +37,24 @@ from ..quant import quantize
 MAX_PENDING_IMAGES = 2 ** 31 - 1   # pending counts are int32: flushed before one could overflow
 
 
-def position_histogram(qa: torch.Tensor, a_off: int, R: int,
-                       out: torch.Tensor | None = None) -> torch.Tensor:
-    """Counts (C*H*W*R,) of activation index v = code + a_off at each position (c, y, x),
-    summed over the batch, added into ``out`` (int32 or int64) when given: one scatter-add over
-    the activations, no host sync."""
-    B, C, H, W = qa.shape
+def position_offsets(shape: tuple[int, int, int], R: int, a_off: int,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`position_histogram` adds to the codes ((1, C, H, W) offsets (c, y, x) * R +
+    a_off, int32 where the counts' indices fit) and the one it scatters, made once per layer."""
+    C, H, W = shape
     n = C * H * W * R
-    if out is None:
-        out = torch.zeros(n, dtype=torch.int64, device=qa.device)
     itype = torch.int32 if n + R < 2 ** 31 else torch.int64
-    base = torch.arange(a_off, n + a_off, R, dtype=itype, device=qa.device).view(1, C, H, W)
-    flat = qa.to(itype, copy=True).add_(base).view(-1)   # codes are exact integers in qa
-    out.index_add_(0, flat, torch.ones(1, dtype=out.dtype, device=qa.device).expand(flat.numel()))
-    return out
+    base = torch.arange(a_off, n + a_off, R, dtype=itype, device=device).view(1, C, H, W)
+    return base, torch.ones(1, dtype=torch.int32, device=device)
+
+
+def position_histogram(qa: torch.Tensor, offsets: tuple[torch.Tensor, torch.Tensor],
+                       out: torch.Tensor) -> torch.Tensor:
+    """Add to ``out`` (C*H*W*R,) int32 the count of activation index v = code + a_off at each
+    position (c, y, x) over the batch: one scatter-add over the activations, no host sync."""
+    base, one = offsets
+    flat = qa.to(base.dtype, copy=True).add_(base).view(-1)   # codes are exact integers in qa
+    return out.index_add_(0, flat, one.expand(flat.numel()))
 
 
 def _tap_rows(size: int, k: int, out_size: int, stride: int, pad: int, dil: int) -> np.ndarray:
@@ -142,7 +146,8 @@ def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry
     R = 1 << a_bits
     a_off, pad_idx = _offsets(a_bits, signed, n_a)
     B, C, H, W = qa.shape
-    counts = position_histogram(qa, a_off, R)
+    counts = torch.zeros(C * H * W * R, dtype=torch.int32, device=qa.device)
+    position_histogram(qa, position_offsets((C, H, W), R, a_off, qa.device), counts)
     ha = tap_histogram(counts, (C, H, W), B, qw.shape[2], qw.shape[3], geometry, R, pad_idx)
     return combine_taps(ha, qw, geometry.groups, a_bits, w_bits, signed)
 
@@ -156,6 +161,7 @@ class _Pending:
     n_a: float
     shape: tuple[int, int, int]
     geometry: ConvGeometry
+    offsets: tuple[torch.Tensor, torch.Tensor]
     counts: torch.Tensor
     images: int = 0
 
@@ -215,10 +221,12 @@ class OperandRecorder:
             self._flush(name)
             pend = None
         if pend is None:
-            counts = torch.zeros(C * H * W << spec.a_bits, dtype=torch.int32, device=qa.device)
-            pend = self._pending[name] = _Pending(qw, n_a, (C, H, W), geom, counts)
-        position_histogram(qa, _offsets(spec.a_bits, spec.signed, n_a)[0], 1 << spec.a_bits,
-                           pend.counts)
+            R = 1 << spec.a_bits
+            offsets = position_offsets((C, H, W), R, _offsets(spec.a_bits, spec.signed, n_a)[0],
+                                       qa.device)
+            counts = torch.zeros(C * H * W * R, dtype=torch.int32, device=qa.device)
+            pend = self._pending[name] = _Pending(qw, n_a, (C, H, W), geom, offsets, counts)
+        position_histogram(qa, pend.offsets, pend.counts)
         pend.images += B
         if fresh:
             self._flush(name)

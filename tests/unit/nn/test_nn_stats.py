@@ -194,7 +194,7 @@ def test_histogram_chunks_over_output_channels(monkeypatch):
 def test_tap_histogram_equals_unfolded_count(geom):
     """Position counts reduced by the tap row/column sets count exactly what the unfolded
     taps hold (padding taps as the index of the code of zero)."""
-    from axcnn.nn.stats import position_histogram, tap_histogram
+    from axcnn.nn.stats import position_histogram, position_offsets, tap_histogram
     from axcnn.ops.problem import ConvGeometry, IntConvProblem
     from axcnn.ops.torch_backend import unfold_codes
 
@@ -211,7 +211,8 @@ def test_tap_histogram_equals_unfolded_count(geom):
         R = 1 << bits
         tap = torch.arange(G * K).view(1, G, K) * R
         want = torch.bincount((a + tap).reshape(-1), minlength=G * K * R).view(G, K, R)
-        counts = position_histogram(qa, a_off, R)
+        counts = torch.zeros(4 * 7 * 6 * R, dtype=torch.int32)
+        position_histogram(qa, position_offsets((4, 7, 6), R, a_off, qa.device), counts)
         got = tap_histogram(counts, (4, 7, 6), 2, k[0], k[1], geo, R, int(round(a_off - n_a)))
         assert got.dtype == torch.int64 and torch.equal(got, want), (bits, signed)
 
