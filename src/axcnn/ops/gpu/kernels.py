@@ -30,7 +30,7 @@ a scalar or an expanded view).
 
 Kernels:
 - ``nhwc_index_kernel``: float codes NCHW -> uint8 indices NHWC (one pass; the error-aware
-  gradients and the tap histograms read these, the forward kernels with ``a_index``).
+  gradients read these, the forward kernels with ``a_index``).
 - ``lut_kernel``: CUDA-core LUT GEMM, int32 accumulators. ``DIRECT=False``: per-tap tables
   T[g, k, v, n] = LUT[v, w[g, k, n]] - mid (int16, built by ``prep_lut_kernel``), so every
   (row, tap) reads one contiguous row of T (vector loads, no bank conflicts); ``DIRECT=True``:
