@@ -34,7 +34,8 @@ from ..ops.problem import ConvGeometry
 from ..ops.torch_backend import CHUNK_ELEMS
 from ..quant import quantize
 
-MAX_PENDING_IMAGES = 2 ** 31 - 1   # pending counts are int32: flushed before one could overflow
+MAX_PENDING_IMAGES = 2 ** 31 - 1   # position counts are int32: folded before one could overflow
+MAX_POSITION_BYTES = 128 << 20     # a layer's position counts above this are folded every batch
 
 
 def position_offsets(shape: tuple[int, int, int], R: int, a_off: int,
@@ -154,16 +155,40 @@ def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry
 
 @dataclass
 class _Pending:
-    """Position counts of one layer not yet combined with its weights: valid while the layer
-    runs with the same weight-code tensor, zero point and input shape."""
+    """Counts of one layer not yet combined with its weights: valid while the layer runs with
+    the same weight-code tensor, zero point and input shape. ``counts`` holds the position
+    counts of the last ``images`` images; :meth:`reduce` folds them into the int64 tap counts
+    ``taps`` and frees them."""
 
     qw: torch.Tensor
     n_a: float
     shape: tuple[int, int, int]
     geometry: ConvGeometry
     offsets: tuple[torch.Tensor, torch.Tensor]
-    counts: torch.Tensor
+    R: int
+    pad_idx: int
+    counts: torch.Tensor | None = None
     images: int = 0
+    taps: torch.Tensor | None = None
+
+    def add(self, qa: torch.Tensor) -> None:
+        C, H, W = self.shape
+        if self.counts is not None and self.images + qa.shape[0] > MAX_PENDING_IMAGES:
+            self.reduce()                 # int32 counts: fold them before one could overflow
+        if self.counts is None:
+            self.counts = torch.zeros(C * H * W * self.R, dtype=torch.int32, device=qa.device)
+        position_histogram(qa, self.offsets, self.counts)
+        self.images += qa.shape[0]
+        if self.counts.numel() * 4 > MAX_POSITION_BYTES:
+            self.reduce()                 # large layers keep no position counts between batches
+
+    def reduce(self) -> None:
+        if self.counts is None:
+            return
+        taps = tap_histogram(self.counts, self.shape, self.images, self.qw.shape[2],
+                             self.qw.shape[3], self.geometry, self.R, self.pad_idx)
+        self.taps = taps if self.taps is None else self.taps.add_(taps)
+        self.counts, self.images = None, 0
 
 
 class OperandRecorder:
@@ -172,7 +197,9 @@ class OperandRecorder:
     A forward adds only its activation counts per input position: linear in the batch, they
     are combined with the weight codes (the expensive step) once per weight state, when the
     histograms are read or the layer's weights, zero point or input shape change. An eval-mode
-    layer keeps one weight-code tensor, so a whole evaluation combines once per layer."""
+    layer keeps one weight-code tensor, so a whole evaluation combines once per layer. The
+    position counts take C*H*W*2^a int32 per layer between batches; a layer needing more than
+    ``MAX_POSITION_BYTES`` folds them into its tap counts after every batch instead."""
 
     def __init__(self) -> None:
         self._histograms: dict[str, torch.Tensor] = {}
@@ -216,30 +243,26 @@ class OperandRecorder:
         n_a = float(a_q[1]) if n_a is None else float(n_a)
         B, C, H, W = qa.shape
         pend = self._pending.get(name)
-        if pend is not None and not (pend.qw is qw and pend.n_a == n_a and pend.shape == (C, H, W)
-                                     and pend.images + B <= MAX_PENDING_IMAGES):
+        if pend is not None and not (pend.qw is qw and pend.n_a == n_a and pend.shape == (C, H, W)):
             self._flush(name)
             pend = None
         if pend is None:
             R = 1 << spec.a_bits
-            offsets = position_offsets((C, H, W), R, _offsets(spec.a_bits, spec.signed, n_a)[0],
-                                       qa.device)
-            counts = torch.zeros(C * H * W * R, dtype=torch.int32, device=qa.device)
-            pend = self._pending[name] = _Pending(qw, n_a, (C, H, W), geom, offsets, counts)
-        position_histogram(qa, pend.offsets, pend.counts)
-        pend.images += B
+            a_off, pad_idx = _offsets(spec.a_bits, spec.signed, n_a)
+            pend = self._pending[name] = _Pending(
+                qw, n_a, (C, H, W), geom, position_offsets((C, H, W), R, a_off, qa.device), R,
+                pad_idx)
+        pend.add(qa)
         if fresh:
             self._flush(name)
 
     def _flush(self, name: str) -> None:
-        """Combine a layer's pending position counts with its weight codes."""
+        """Combine a layer's pending counts with its weight codes."""
         pend = self._pending.pop(name)
+        pend.reduce()
         f = self.formats[name]
-        a_bits = f["a_bits"]
-        pad_idx = _offsets(a_bits, f["signed"], pend.n_a)[1]
-        ha = tap_histogram(pend.counts, pend.shape, pend.images, pend.qw.shape[2],
-                           pend.qw.shape[3], pend.geometry, 1 << a_bits, pad_idx)
-        hist = combine_taps(ha, pend.qw, pend.geometry.groups, a_bits, f["w_bits"], f["signed"])
+        hist = combine_taps(pend.taps, pend.qw, pend.geometry.groups, f["a_bits"], f["w_bits"],
+                            f["signed"])
         if name in self._histograms:
             self._histograms[name] += hist
         else:

@@ -238,14 +238,18 @@ def test_recorder_combines_lazily_and_exactly(monkeypatch):
 
     per_batch = [one(x) for x in xs]
     want = {k: sum(h[k] for h in per_batch) for k in per_batch[0]}
-    for limit in (stats.MAX_PENDING_IMAGES, 3):
-        monkeypatch.setattr(stats, "MAX_PENDING_IMAGES", limit)
+    for images, nbytes in ((stats.MAX_PENDING_IMAGES, stats.MAX_POSITION_BYTES), (3, 1 << 30), (1 << 30, 0)):
+        monkeypatch.setattr(stats, "MAX_PENDING_IMAGES", images)
+        monkeypatch.setattr(stats, "MAX_POSITION_BYTES", nbytes)
         with record_operands(model) as rec:
             for x in xs:
                 model(x)
-            assert set(rec._pending) == {"0", "3"}
-            # one weight state: counts only, nothing combined yet; limit 3: flushed on the way
-            assert bool(rec._histograms) == (limit == 3)
+            # nothing combined yet; position counts folded into tap counts on the way when
+            # int32 counts could overflow (3 images) or they take too much memory (0 bytes)
+            assert set(rec._pending) == {"0", "3"} and not rec._histograms
+            folded = rec._pending["0"].taps is not None
+            assert folded == (images == 3 or nbytes == 0)
+            assert (rec._pending["0"].counts is None) == (nbytes == 0)
         got = rec.histograms
         assert not rec._pending
         assert all(torch.equal(got[k], want[k]) for k in want)
