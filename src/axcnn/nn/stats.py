@@ -235,7 +235,8 @@ class OperandRecorder:
         fmt = {"a_bits": spec.a_bits, "w_bits": spec.w_bits, "signed": spec.signed,
                "type": type(layer).__name__}
         if self.formats.setdefault(name, fmt) != fmt:
-            raise ValueError(f"layer '{name}' changed bit widths while recording")
+            raise ValueError(f"layer '{name}' changed its operand format (bits or signedness) "
+                             "while recording")
         qa = quantize(xx.detach(), a_q[0], a_q[1], spec.a_bits, spec.signed)
         fresh = qw is None
         if fresh:

@@ -262,3 +262,18 @@ def test_recorder_combines_lazily_and_exactly(monkeypatch):
     after = one(xs[1])
     assert torch.equal(rec.histograms["0"], per_batch[0]["0"] + after["0"])
     assert not torch.equal(after["0"], per_batch[1]["0"])   # the weight codes did change
+
+
+def test_recorder_refuses_a_changed_operand_format():
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3))
+    convert_(model, ConversionPlan(spec=QuantSpec(4, 4)))
+    x = torch.randn(1, 1, 5, 5)
+    calibrate(model, [x])
+    model.eval()
+    with record_operands(model) as rec:
+        model(x)
+        model[0].configure(Mode.QUANTIZED, QuantSpec(4, 4, signed=True))
+        with pytest.raises(ValueError, match="operand format"):
+            calibrate(model, [x])        # its forwards are recorded too
+    assert rec.histograms["0"].shape == (2, 16, 16)
