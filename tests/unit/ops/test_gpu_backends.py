@@ -233,24 +233,41 @@ def test_histograms_equal_cpu_recorder(bits, signed):
         assert got.is_cuda and torch.equal(got.cpu(), want), (B, C, H, W, OC, k, G)
 
 
-def test_recorder_on_a_cuda_model():
+@pytest.mark.parametrize("fold", [False, True], ids=["lazy", "folded"])
+def test_recorder_on_a_cuda_model(monkeypatch, fold):
+    """Two batches recorded on CUDA (position counts kept, or folded into tap counts after each
+    batch) give the sum of the two batches recorded one at a time, with every multiplication
+    counted."""
+    import axcnn.nn.stats as stats
     from axcnn.models import create_model
     from axcnn.nn import record_operands
     from axcnn.nn.convert import ConversionPlan, convert_
     from axcnn.nn.layers import Mode
     from axcnn.quant import calibrate
 
-    x = torch.rand(4, 3, 32, 32, device=DEV)
+    xs = [torch.rand(4, 3, 32, 32, device=DEV) for _ in range(2)]
     torch.manual_seed(0)
     model = create_model("resnet8")
     convert_(model, ConversionPlan(mode=Mode.QUANTIZED))
     model = model.to(DEV).eval()
-    calibrate(model, [x])
-    with torch.no_grad(), record_operands(model) as rec:
-        model(x)
-    assert rec.histograms
-    for name, h in rec.histograms.items():
-        assert h.is_cuda and h.dtype == torch.int64 and int(h.sum()) > 0, name
+    calibrate(model, xs)
+    single = []
+    with torch.no_grad():
+        for x in xs:
+            with record_operands(model) as r:
+                model(x)
+            single.append(r.histograms)
+        if fold:
+            monkeypatch.setattr(stats, "MAX_POSITION_BYTES", 0)
+        with record_operands(model) as rec:
+            for x in xs:
+                model(x)
+    got = rec.histograms
+    assert got and set(got) == set(single[0])
+    for name, h in got.items():
+        assert h.is_cuda and h.dtype == torch.int64, name
+        assert torch.equal(h, single[0][name] + single[1][name]), name
+        assert int(h.sum()) == 2 * int(single[0][name].sum()) > 0, name
 
 
 def test_model_forward_all_backends_equal():
