@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -126,10 +127,12 @@ def combine_taps(ha: torch.Tensor, qw: torch.Tensor, groups: int, a_bits: int, w
         rows = ((g_idx * nc + o_idx) * Cw + w[:, :, n0:n1]).reshape(-1)
         cols = (g_idx * K + k_idx).expand(G, K, nc).reshape(-1)
         order = torch.argsort(rows * (G * K) + cols)
-        onehot = torch.sparse_coo_tensor(
-            torch.stack([rows[order], cols[order]]),
-            torch.ones(rows.numel(), dtype=torch.float64, device=dev), (G * nc * Cw, G * K),
-            check_invariants=False, is_coalesced=True)
+        with warnings.catch_warnings():   # torch warns (on CUDA) that checks are off: by design
+            warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
+            onehot = torch.sparse_coo_tensor(
+                torch.stack([rows[order], cols[order]]),
+                torch.ones(rows.numel(), dtype=torch.float64, device=dev), (G * nc * Cw, G * K),
+                check_invariants=False, is_coalesced=True)
         out[:, n0:n1] = torch.sparse.mm(onehot, ha).view(G, nc, Cw, R).transpose(2, 3)
     return out.view(G * Ng, R, Cw)
 
