@@ -179,7 +179,9 @@ class _Pending:
         if self.counts is not None and self.images + qa.shape[0] > MAX_PENDING_IMAGES:
             self.reduce()                 # int32 counts: fold them before one could overflow
         if self.counts is None:
-            self.counts = torch.zeros(C * H * W * self.R, dtype=torch.int32, device=qa.device)
+            with torch.inference_mode(False):   # a normal tensor: later batches may add outside
+                self.counts = torch.zeros(C * H * W * self.R, dtype=torch.int32,
+                                          device=qa.device)
         position_histogram(qa, self.offsets, self.counts)
         self.images += qa.shape[0]
         if self.counts.numel() * 4 > MAX_POSITION_BYTES:
@@ -190,7 +192,7 @@ class _Pending:
             return
         taps = tap_histogram(self.counts, self.shape, self.images, self.qw.shape[2],
                              self.qw.shape[3], self.geometry, self.R, self.pad_idx)
-        self.taps = taps if self.taps is None else self.taps.add_(taps)
+        self.taps = taps if self.taps is None else self.taps + taps
         self.counts, self.images = None, 0
 
 
@@ -267,10 +269,8 @@ class OperandRecorder:
         f = self.formats[name]
         hist = combine_taps(pend.taps, pend.qw, pend.geometry.groups, f["a_bits"], f["w_bits"],
                             f["signed"])
-        if name in self._histograms:
-            self._histograms[name] += hist
-        else:
-            self._histograms[name] = hist
+        # out of place: either may be an inference tensor (recorded under torch.inference_mode)
+        self._histograms[name] = hist + self._histograms[name] if name in self._histograms else hist
 
     def total(self) -> np.ndarray:
         """The sum over layers and channels (requires one operand format)."""

@@ -277,3 +277,39 @@ def test_recorder_refuses_a_changed_operand_format():
         with pytest.raises(ValueError, match="operand format"):
             calibrate(model, [x])        # its forwards are recorded too
     assert rec.histograms["0"].shape == (2, 16, 16)
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_recorder_under_inference_mode(monkeypatch, fold):
+    """Batches recorded under torch.inference_mode, and others outside it, are read outside it."""
+    import axcnn.nn.stats as stats
+
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1))
+    convert_(model, ConversionPlan(spec=QuantSpec(4, 4)))
+    xs = [torch.randn(2, 2, 6, 6) for _ in range(3)]
+    calibrate(model, xs)
+    model.eval()
+    if fold:
+        monkeypatch.setattr(stats, "MAX_POSITION_BYTES", 0)
+    with record_operands(model) as want:
+        with torch.no_grad():
+            for x in xs:
+                model(x)
+    with record_operands(model) as rec:
+        with torch.inference_mode():
+            model(xs[0])
+        with torch.no_grad():
+            model(xs[1])
+        with torch.inference_mode():
+            model(xs[2])
+            rec.histograms          # combined inside inference mode ...
+        with torch.no_grad():
+            model(xs[0])            # ... and added to outside it
+    assert torch.equal(rec.histograms["0"], want.histograms["0"] + one_batch(model, xs[0]))
+
+
+def one_batch(model, x):
+    with torch.no_grad(), record_operands(model) as r:
+        model(x)
+    return r.histograms["0"]
