@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 from ..fileio import atomic_path
+from ..lut import index_offset
 from ..ops.functional import quantize_weight
 from ..ops.problem import ConvGeometry
-from ..ops.torch_backend import CHUNK_ELEMS
+from ..ops.torch_backend import CHUNK_ELEMS, weight_codes
 from ..quant import quantize
 
 MAX_PENDING_IMAGES = 2 ** 31 - 1   # position counts are int32: folded before one could overflow
@@ -104,10 +105,7 @@ def combine_taps(ha: torch.Tensor, qw: torch.Tensor, groups: int, a_bits: int, w
     out[g, o, v, c] = sum_k ha[g, k, v] [w[g, k, o] == c]: the product of a one-hot matrix (one
     entry per tap and output channel) with the tap histograms, computed as sparse float64
     matrix products (integer sums far below 2^53: exact), one per chunk of output channels."""
-    w_off = (1 << (w_bits - 1)) if signed else 0
-    OC = qw.shape[0]
-    G = groups
-    w = (qw.reshape(G, OC // G, -1).permute(0, 2, 1) + w_off).to(torch.int64)   # (G, K, Ng)
+    w = (weight_codes(qw, groups) + index_offset(w_bits, signed)).to(torch.int64)  # (G, K, Ng)
     G, K, Ng = w.shape
     R, Cw = 1 << a_bits, 1 << w_bits
     dev = w.device
@@ -137,23 +135,13 @@ def combine_taps(ha: torch.Tensor, qw: torch.Tensor, groups: int, a_bits: int, w
     return out.view(G * Ng, R, Cw)
 
 
-def _offsets(a_bits: int, signed: bool, n_a: float) -> tuple[int, int]:
-    """(activation index offset, index of the code of real zero: what padding taps read)."""
-    a_off = (1 << (a_bits - 1)) if signed else 0
-    return a_off, int(round(a_off - n_a))
-
-
 def operand_histogram(qa: torch.Tensor, qw: torch.Tensor, geometry: ConvGeometry,
                       a_bits: int, w_bits: int, signed: bool, n_a: float) -> torch.Tensor:
     """int64 (OC, 2^a, 2^w) counts of the code pairs a quantized conv multiplies (activation
     codes ``qa`` (B, C, H, W), weight codes ``qw`` (OC, C/G, kh, kw), zero point ``n_a``)."""
-    R = 1 << a_bits
-    a_off, pad_idx = _offsets(a_bits, signed, n_a)
-    B, C, H, W = qa.shape
-    counts = torch.zeros(C * H * W * R, dtype=torch.int32, device=qa.device)
-    position_histogram(qa, position_offsets((C, H, W), R, a_off, qa.device), counts)
-    ha = tap_histogram(counts, (C, H, W), B, qw.shape[2], qw.shape[3], geometry, R, pad_idx)
-    return combine_taps(ha, qw, geometry.groups, a_bits, w_bits, signed)
+    pend = _Pending(qw, n_a, tuple(qa.shape[1:]), geometry, a_bits, w_bits, signed)
+    pend.add(qa)
+    return pend.histogram()
 
 
 @dataclass
@@ -167,12 +155,18 @@ class _Pending:
     n_a: float
     shape: tuple[int, int, int]
     geometry: ConvGeometry
-    offsets: tuple[torch.Tensor, torch.Tensor]
-    R: int
-    pad_idx: int
+    a_bits: int
+    w_bits: int
+    signed: bool
     counts: torch.Tensor | None = None
     images: int = 0
     taps: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        a_off = index_offset(self.a_bits, self.signed)
+        self.R = 1 << self.a_bits
+        self.pad_idx = int(round(a_off - self.n_a))    # the index of the code of real zero
+        self.offsets = position_offsets(self.shape, self.R, a_off, self.qw.device)
 
     def add(self, qa: torch.Tensor) -> None:
         C, H, W = self.shape
@@ -194,6 +188,12 @@ class _Pending:
                              self.qw.shape[3], self.geometry, self.R, self.pad_idx)
         self.taps = taps if self.taps is None else self.taps + taps
         self.counts, self.images = None, 0
+
+    def histogram(self) -> torch.Tensor:
+        """int64 (OC, 2^a, 2^w) pair counts of everything added so far."""
+        self.reduce()
+        return combine_taps(self.taps, self.qw, self.geometry.groups, self.a_bits, self.w_bits,
+                            self.signed)
 
 
 class OperandRecorder:
@@ -253,22 +253,15 @@ class OperandRecorder:
             self._flush(name)
             pend = None
         if pend is None:
-            R = 1 << spec.a_bits
-            a_off, pad_idx = _offsets(spec.a_bits, spec.signed, n_a)
-            pend = self._pending[name] = _Pending(
-                qw, n_a, (C, H, W), geom, position_offsets((C, H, W), R, a_off, qa.device), R,
-                pad_idx)
+            pend = self._pending[name] = _Pending(qw, n_a, (C, H, W), geom, spec.a_bits,
+                                                  spec.w_bits, spec.signed)
         pend.add(qa)
         if fresh:
             self._flush(name)
 
     def _flush(self, name: str) -> None:
         """Combine a layer's pending counts with its weight codes."""
-        pend = self._pending.pop(name)
-        pend.reduce()
-        f = self.formats[name]
-        hist = combine_taps(pend.taps, pend.qw, pend.geometry.groups, f["a_bits"], f["w_bits"],
-                            f["signed"])
+        hist = self._pending.pop(name).histogram()
         # out of place: either may be an inference tensor (recorded under torch.inference_mode)
         self._histograms[name] = hist + self._histograms[name] if name in self._histograms else hist
 

@@ -467,7 +467,7 @@ class DecomposedBackend(TorchBackend):
 
     def _acc_torch(self, p: IntConvProblem, f: Factorisation, a_off: int, w_off: int):
         a = unfold_codes(p)                                           # (M, G, K) float codes
-        w = weight_codes(p)                                           # (G, K, Ng)
+        w = weight_codes(p.qw, p.geometry.groups)                     # (G, K, Ng)
         M, G, K = a.shape
         a_idx = (a + a_off).round().to(torch.int64)
         w_idx = (w + w_off).round().to(torch.int64)

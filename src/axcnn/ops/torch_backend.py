@@ -162,11 +162,9 @@ def unfold_codes(p: IntConvProblem) -> torch.Tensor:
     return cols.view(B, G, CK // G, L).permute(0, 3, 1, 2).reshape(B * L, G, CK // G)
 
 
-def weight_codes(p: IntConvProblem) -> torch.Tensor:
-    """Weight codes as (G, K, N/G)."""
-    OC = p.qw.shape[0]
-    G = p.geometry.groups
-    return p.qw.reshape(G, OC // G, -1).permute(0, 2, 1)
+def weight_codes(qw: torch.Tensor, groups: int) -> torch.Tensor:
+    """Weight codes (OC, C/G, kh, kw) as (G, K, OC/G)."""
+    return qw.reshape(groups, qw.shape[0] // groups, -1).permute(0, 2, 1)
 
 
 def output_layout(acc: torch.Tensor, p: IntConvProblem) -> torch.Tensor:
@@ -239,7 +237,7 @@ class TorchBackend:
         """Gradients of the error-aware rule; see :func:`axcnn.ops.functional.approx_conv2d`."""
         grad_a, grad_w = lut.grad_a, lut.grad_w
         a = unfold_codes(p)
-        w = weight_codes(p)
+        w = weight_codes(p.qw, p.geometry.groups)
         M, G, K = a.shape
         Ng = w.shape[2]
         R = p.table.shape[0]
